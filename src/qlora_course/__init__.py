@@ -1,0 +1,13 @@
+"""qlora_course: the helper package of the QLoRA course.
+
+One module per idea, in the order the lessons meet them:
+
+- :mod:`qlora_course.lowrank`  -- SVD and the best rank-r approximation (lesson 1)
+- :mod:`qlora_course.lora`     -- a LoRA / rsLoRA / DoRA linear layer and parameter counting (lesson 1)
+- :mod:`qlora_course.toy`      -- the small MLP and synthetic tasks lesson 1 fine-tunes in seconds
+- :mod:`qlora_course.notebook` -- the setup every notebook runs first (versions, seed, device, dtype)
+- :mod:`qlora_course.grading`  -- where the public exercise tests live
+- :mod:`qlora_course.report`   -- key figures a notebook records for the course summary
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,310 @@
+"""LoRA, rsLoRA and DoRA linear layers built from scratch (lesson 1).
+
+LoRA (Hu et al. 2021) freezes a pretrained weight ``W0`` of shape ``(out, in)`` and learns a low-rank
+update ``B @ A`` with ``A`` of shape ``(r, in)`` and ``B`` of shape ``(out, r)``:
+
+    h = W0 x + b + s * B A dropout(x),    s = alpha / r   (rsLoRA: s = alpha / sqrt(r)).
+
+``A`` starts kaiming-uniform and ``B`` at zero, so a freshly wrapped layer computes exactly what the
+base layer did. DoRA (Liu et al. 2024) splits the merged weight into a direction and a learned
+magnitude ``m`` (one value per output feature):
+
+    W' = m * (W0 + s B A) / ||W0 + s B A||_row,   the norm detached from the gradient (paper section 4.3).
+
+The parameter and module names (``lora_A``, ``lora_B``, both ``nn.Linear`` without bias) follow PEFT,
+so weights can be copied across and outputs compared; see ``tests/test_lora.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "LoRALinear",
+    "add_lora",
+    "lora_state_dict",
+    "load_lora_state_dict",
+    "count_parameters",
+    "lora_param_count",
+    "llama_linear_shapes",
+    "lora_trainable_params",
+    "TARGET_SETS",
+]
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus a trainable low-rank update.
+
+    Args:
+        base: the pretrained layer, weight ``(out, in)``; it is frozen in place.
+        r: rank of the update, ``1 <= r <= min(in, out)``.
+        alpha: numerator of the scaling ``alpha / r`` (or ``alpha / sqrt(r)`` with ``use_rslora``).
+        dropout: dropout probability on the LoRA branch only, in ``[0, 1)``.
+        use_rslora: rank-stabilised scaling ``alpha / sqrt(r)``.
+        use_dora: learn a magnitude vector ``magnitude`` of shape ``(out,)`` as in DoRA.
+
+    Shapes: input ``(..., in)``, output ``(..., out)``, in the base layer's dtype.
+    """
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        r: int,
+        alpha: float,
+        dropout: float = 0.0,
+        use_rslora: bool = False,
+        use_dora: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise ValueError(
+                f"LoRALinear wraps an nn.Linear, got {type(base).__name__}; "
+                "pick a linear layer (e.g. model.layers[0].self_attn.q_proj)"
+            )
+        out_features, in_features = base.weight.shape
+        if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+            raise ValueError(f"rank r must be a positive int, got {r!r}")
+        if r > min(in_features, out_features):
+            raise ValueError(
+                f"rank r={r} is larger than min(in, out) = {min(in_features, out_features)} for a "
+                f"layer of shape (out={out_features}, in={in_features}); a rank above that adds "
+                "parameters without adding expressiveness"
+            )
+        if not alpha > 0:
+            raise ValueError(f"alpha must be positive, got {alpha!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+
+        self.base = base
+        self.base.requires_grad_(False)
+        self.r = r
+        self.alpha = alpha
+        self.use_rslora = use_rslora
+        self.use_dora = use_dora
+        self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r
+        factory = {"dtype": base.weight.dtype, "device": base.weight.device}
+        self.lora_A = nn.Linear(in_features, r, bias=False, **factory)
+        self.lora_B = nn.Linear(r, out_features, bias=False, **factory)
+        self.lora_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self._merged_norm: torch.Tensor | None = None
+        self.reset_lora_parameters()
+        if use_dora:
+            # m starts at the row norms of W0 + s*B*A (= ||W0|| since B = 0): the layer starts unchanged.
+            self.magnitude = nn.Parameter(self._weight_norm().detach().clone())
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def reset_lora_parameters(self) -> None:
+        """A kaiming-uniform (``nn.Linear``'s own default), B zero: the update ``B @ A`` starts at 0."""
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def delta_weight(self) -> torch.Tensor:
+        """The LoRA update ``s * B @ A``, shape ``(out, in)``."""
+        return self.scaling * (self.lora_B.weight @ self.lora_A.weight)
+
+    def _weight_norm(self) -> torch.Tensor:
+        """Row norms ``||W0 + s B A||`` of shape ``(out,)``, with the LoRA part detached (as in DoRA)."""
+        weight = self.base.weight + self.delta_weight().detach()
+        return torch.linalg.norm(weight, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"input's last dimension is {x.shape[-1]}, but this layer expects in_features="
+                f"{self.in_features} (input shape {tuple(x.shape)})"
+            )
+        result = self.base(x)
+        if self.merged:
+            return result
+        x_drop = self.lora_dropout(x)
+        lora_out = self.lora_B(self.lora_A(x_drop))
+        if not self.use_dora:
+            return result + lora_out * self.scaling
+        # DoRA: W' x = (m / ||W0 + sBA||) (W0 x + s B A x); the norm is a constant for the gradient.
+        mag_scale = self.magnitude / self._weight_norm().detach()
+        if isinstance(self.lora_dropout, nn.Identity) or not self.training:
+            base_out = result if self.base.bias is None else result - self.base.bias
+        else:
+            base_out = F.linear(x_drop, self.base.weight)
+        return result + ((mag_scale - 1) * base_out + mag_scale * lora_out * self.scaling)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the update into the base weight: ``W0 <- W0 + sBA`` (DoRA: ``m (W0 + sBA) / ||.||``).
+
+        Afterwards ``forward`` is a single matrix multiply, as fast as the base layer alone.
+        """
+        if self.merged:
+            return
+        delta = self.delta_weight()
+        if self.use_dora:
+            self._merged_norm = self._weight_norm()
+            factor = (self.magnitude / self._merged_norm)[:, None]
+            self.base.weight.data = factor * (self.base.weight + delta)
+        else:
+            self.base.weight.data += delta
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo :meth:`merge`, recovering ``W0`` up to floating-point rounding."""
+        if not self.merged:
+            return
+        delta = self.delta_weight()
+        if self.use_dora:
+            factor = (self.magnitude / self._merged_norm)[:, None]
+            self.base.weight.data = self.base.weight / factor - delta
+            self._merged_norm = None
+        else:
+            self.base.weight.data -= delta
+        self.merged = False
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The adapter's own tensors (``lora_A.weight``, ``lora_B.weight`` and ``magnitude``), cloned."""
+        return {k: v.detach().clone() for k, v in self.named_parameters() if not k.startswith("base.")}
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Swap in another adapter trained for this base (the layer must be unmerged)."""
+        if self.merged:
+            raise ValueError("unmerge() the layer before loading another adapter into it")
+        own = dict(self.named_parameters())
+        expected = {k for k in own if not k.startswith("base.")}
+        if set(state) != expected:
+            raise ValueError(f"adapter keys {sorted(state)} do not match this layer's {sorted(expected)}")
+        with torch.no_grad():
+            for k, v in state.items():
+                if own[k].shape != v.shape:
+                    raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(own[k].shape)}")
+                own[k].copy_(v)
+
+    def extra_repr(self) -> str:
+        kind = "DoRA" if self.use_dora else "LoRA"
+        scale = f"alpha/sqrt(r)={self.scaling:.4g}" if self.use_rslora else f"alpha/r={self.scaling:.4g}"
+        return f"{kind}: in={self.in_features}, out={self.out_features}, r={self.r}, {scale}, merged={self.merged}"
+
+
+def add_lora(
+    model: nn.Module,
+    target_modules: Iterable[str],
+    r: int,
+    alpha: float,
+    dropout: float = 0.0,
+    use_rslora: bool = False,
+    use_dora: bool = False,
+) -> list[str]:
+    """Freeze ``model`` and wrap every ``nn.Linear`` whose name ends with a target in a :class:`LoRALinear`.
+
+    Args:
+        model: any module; changed in place.
+        target_modules: name suffixes, e.g. ``["q_proj", "v_proj"]`` (as PEFT's ``target_modules``).
+
+    Returns:
+        The full names of the wrapped layers. Raises ``ValueError`` if none matched.
+    """
+    targets = list(target_modules)
+    model.requires_grad_(False)
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)
+    ]
+    if not names:
+        linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise ValueError(f"no nn.Linear matches {targets}; the model's linear layers are {linear[:12]}")
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        base = getattr(parent, child)
+        setattr(parent, child, LoRALinear(base, r, alpha, dropout, use_rslora, use_dora))
+    return names
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every LoRA tensor of ``model`` under its full name (what an adapter checkpoint holds)."""
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            for k, v in module.adapter_state_dict().items():
+                out[f"{name}.{k}"] = v
+    return out
+
+
+def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load an adapter saved by :func:`lora_state_dict` into a model wrapped by :func:`add_lora`."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+    grouped: dict[str, dict[str, torch.Tensor]] = {name: {} for name in layers}
+    for key, value in state.items():
+        layer = next((n for n in layers if key.startswith(n + ".")), None)
+        if layer is None:
+            raise ValueError(f"adapter tensor {key!r} has no LoRA layer in this model")
+        grouped[layer][key[len(layer) + 1 :]] = value
+    for name, layer in layers.items():
+        layer.load_adapter_state_dict(grouped[name])
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts of ``model``."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def lora_param_count(d_in: int, d_out: int, r: int) -> int:
+    """Trainable parameters of one LoRA update on a ``(d_out, d_in)`` weight: ``r * (d_in + d_out)``."""
+    for name, v in (("d_in", d_in), ("d_out", d_out), ("r", r)):
+        if not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return r * (d_in + d_out)
+
+
+#: Target sets for Llama-style models, by the names transformers gives the linear layers.
+TARGET_SETS: dict[str, list[str]] = {
+    "q,v": ["q_proj", "v_proj"],
+    "all attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "all linear": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
+
+
+def llama_linear_shapes(config) -> dict[str, tuple[int, int]]:
+    """``name -> (in, out)`` for the linear layers of one Llama decoder layer, from a ``LlamaConfig``.
+
+    Grouped-query attention is respected: k and v project to ``num_key_value_heads * head_dim``.
+    """
+    h = config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q_out = config.num_attention_heads * head_dim
+    kv_out = config.num_key_value_heads * head_dim
+    i = config.intermediate_size
+    return {
+        "q_proj": (h, q_out),
+        "k_proj": (h, kv_out),
+        "v_proj": (h, kv_out),
+        "o_proj": (q_out, h),
+        "gate_proj": (h, i),
+        "up_proj": (h, i),
+        "down_proj": (i, h),
+    }
+
+
+def lora_trainable_params(config, r: int, target_modules: Iterable[str]) -> int:
+    """Trainable LoRA parameters for a whole Llama model: layers x sum over targets of ``r (in + out)``."""
+    shapes = llama_linear_shapes(config)
+    targets = list(target_modules)
+    unknown = [t for t in targets if t not in shapes]
+    if unknown:
+        raise ValueError(f"unknown Llama linear layer(s) {unknown}; choose from {list(shapes)}")
+    per_layer = sum(lora_param_count(*shapes[t], r) for t in targets)
+    return config.num_hidden_layers * per_layer

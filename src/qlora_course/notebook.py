@@ -1,0 +1,75 @@
+"""The setup every course notebook runs first: versions, seed, device, compute dtype, profile."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["NotebookEnv", "seed_everything", "pick_device_and_dtype", "package_versions", "setup_notebook"]
+
+DEFAULT_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "qlora-course")
+
+
+@dataclass
+class NotebookEnv:
+    """What :func:`setup_notebook` chose: ``device`` ("cuda" or "cpu"), ``dtype`` and ``profile``."""
+
+    device: str
+    dtype: torch.dtype
+    profile: str
+    seed: int
+    in_colab: bool
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so that a rerun gives the same numbers."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def pick_device_and_dtype() -> tuple[str, torch.dtype]:
+    """``("cuda", bfloat16)`` on Ampere or newer, ``("cuda", float16)`` on a T4, else ``("cpu", float32)``.
+
+    ``is_bf16_supported(including_emulation=False)`` is used because a T4 emulates bfloat16 slowly and
+    the plain call answers True there.
+    """
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        return "cuda", torch.bfloat16 if bf16 else torch.float16
+    return "cpu", torch.float32
+
+
+def package_versions(packages: tuple[str, ...] = DEFAULT_PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution, or ``"not installed"``."""
+    out = {}
+    for name in packages:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def setup_notebook(seed: int = 0, profile: str = "course-tiny", packages: tuple[str, ...] = DEFAULT_PACKAGES) -> NotebookEnv:
+    """Seed everything, pick device and dtype, and print one line each for versions and choices."""
+    import sys
+
+    seed_everything(seed)
+    device, dtype = pick_device_and_dtype()
+    in_colab = "google.colab" in sys.modules
+    versions = ", ".join(f"{k} {v}" for k, v in package_versions(packages).items())
+    print(f"Python {platform.python_version()}; {versions}")
+    where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    print(f"device: {device} [{where}], compute dtype: {str(dtype).removeprefix('torch.')}, "
+          f"seed: {seed}, profile: {profile}{' (Colab)' if in_colab else ''}")
+    return NotebookEnv(device=device, dtype=dtype, profile=profile, seed=seed, in_colab=in_colab)

@@ -1,0 +1,24 @@
+"""Key figures a notebook computes, collected for the one-page course summary of ``make course``.
+
+``record("lora_vs_full_params", 256.0, "x", "fewer trainable parameters")`` prints nothing and writes
+nothing unless the environment variable ``QLORA_COURSE_REPORT`` names a JSON-lines file (set by
+``make course``); then it appends one line per figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+__all__ = ["record"]
+
+
+def record(key: str, value: float, unit: str = "", what: str = "", lesson: str | None = None) -> float:
+    """Remember one key figure; returns ``value`` so it can be used inline."""
+    path = os.environ.get("QLORA_COURSE_REPORT")
+    if path:
+        line = {"lesson": lesson or os.environ.get("QLORA_COURSE_LESSON", ""), "key": key,
+                "value": float(value), "unit": unit, "what": what}
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+    return value

@@ -1,0 +1,83 @@
+"""Run course notebooks in a real Jupyter kernel and grade exercises with otter's own test runner."""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def questions(solution: nbformat.NotebookNode) -> dict[str, str]:
+    """``question name -> solution code`` from the otter markers of a solution notebook."""
+    out, current, in_solution = {}, None, False
+    for cell in solution.cells:
+        src = cell.source.strip()
+        if cell.cell_type == "raw":
+            if src.startswith("# BEGIN QUESTION"):
+                current = re.search(r"name:\s*(\S+)", src).group(1)
+            in_solution = src.startswith("# BEGIN SOLUTION") or (in_solution and not src.startswith("# END SOLUTION"))
+        elif cell.cell_type == "code" and in_solution and current:
+            out[current] = out.get(current, "") + cell.source + "\n"
+    return out
+
+
+def stubs(student: nbformat.NotebookNode) -> list[str]:
+    """The answer cells of a student notebook, in order."""
+    return [c.source for c in student.cells if "otter_answer_cell" in c.get("metadata", {}).get("tags", [])]
+
+
+@contextmanager
+def kernel(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 900):
+    """A started kernel; yields ``run(code) -> outputs`` and the client (to execute the notebook's cells)."""
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    with client.setup_kernel():
+        scratch = nbformat.v4.new_notebook()
+
+        def run(code: str) -> str:
+            cell = nbformat.v4.new_code_cell(code)
+            scratch.cells.append(cell)
+            client.execute_cell(cell, len(scratch.cells) - 1)
+            return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+        yield run, client
+
+
+def execute_all(client: NotebookClient, nb: nbformat.NotebookNode, stop=None) -> None:
+    """Execute ``nb``'s code cells in order (up to the first cell for which ``stop(cell)`` is true)."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if stop is not None and stop(cell):
+            return
+        try:
+            client.execute_cell(cell, index)
+        except CellExecutionError as err:
+            raise AssertionError(f"cell {index} failed:\n{cell.source[:800]}\n{str(err)[-3000:]}") from None
+
+
+GRADE_HELPER = """
+from otter.test_files import OKTestFile as _OKTestFile
+def _course_grade(path):
+    _tf = _OKTestFile.from_file(path)
+    _tf.run(globals())
+    if not _tf.passed_all:
+        print(_tf.summary())
+    return _tf.passed_all
+"""
+
+
+def grade(run, test_file: Path) -> tuple[bool, str]:
+    """Run one otter test file (public and hidden cases) in the kernel's globals: ``(passed, report)``."""
+    out = run(f"print('GRADE', _course_grade({json.dumps(str(test_file))}))")
+    return "GRADE True" in out, out

@@ -1,0 +1,108 @@
+"""Notebook tests: solutions run, student notebooks match them, exercise tests can fail, otter grades.
+
+Each solution notebook is executed once, in one kernel; the tests for the tests then run in that same
+kernel, so the suite pays for every notebook only once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import LESSONS, ROOT
+from notebook_harness import GRADE_HELPER, execute_all, grade, kernel, load, questions, stubs
+from wrong_answers import WRONG
+
+pytestmark = pytest.mark.notebook
+
+
+def test_student_notebooks_and_public_tests_match_the_solutions(assigned):
+    import build_notebooks
+
+    assert LESSONS, "no solution notebooks found"
+    diffs = build_notebooks.differences(assigned)
+    assert not diffs, f"committed files differ from what `make notebooks` generates: {diffs}"
+
+
+def test_hidden_tests_stay_out_of_student_files(assigned):
+    for lesson in LESSONS:
+        autograder = assigned / "assign" / lesson / "autograder" / "tests"
+        hidden = [p.stem for p in autograder.glob("*.py") if "'hidden': True" in p.read_text()]
+        assert hidden, f"{lesson}: every lesson should have hidden tests"
+        student_text = (ROOT / "notebooks" / f"{lesson}.ipynb").read_text()
+        public_text = "".join(p.read_text() for p in (ROOT / "src/qlora_course/exercise_tests" / lesson).glob("*.py"))
+        for path in autograder.glob("*.py"):
+            test = {}
+            exec(path.read_text(), test)
+            for case in test["test"]["suites"][0]["cases"]:
+                if case["hidden"]:
+                    probe = case["code"].splitlines()[1]  # first line after '# HIDDEN'
+                    assert probe not in student_text and probe not in public_text, f"{lesson}/{path.stem}: hidden test leaked"
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_path):
+    """The solution executes without error; each exercise's tests (public and hidden) pass on the
+    solution and fail on the untouched stub and on every plausible wrong answer."""
+    solution = load(ROOT / "solutions" / f"{lesson}.ipynb")
+    student = load(ROOT / "notebooks" / f"{lesson}.ipynb")
+    answers = questions(solution)
+    stub_cells = stubs(student)
+    assert len(stub_cells) == len(answers) >= 3, f"{lesson}: {len(answers)} questions, {len(stub_cells)} answer cells"
+    assert set(WRONG.get(lesson, {})) == set(answers), f"{lesson}: give wrong answers for {sorted(answers)}"
+    tests_dir = assigned / "assign" / lesson / "autograder" / "tests"
+
+    problems = []
+    with kernel(solution, tmp_path) as (run, client):
+        execute_all(client, solution)
+        run(GRADE_HELPER)
+        for (question, answer), stub in zip(sorted(answers.items()), stub_cells):
+            test_file = tests_dir / f"{question}.py"
+            for label, code in [("stub", stub)] + [(f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])]:
+                run(code)
+                if grade(run, test_file)[0]:
+                    problems.append(f"{question}: tests pass on the {label}")
+            run(answer)
+            passed, report = grade(run, test_file)
+            if not passed:
+                problems.append(f"{question}: tests fail on the solution:\n{report[-3000:]}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_student_notebook_runs_to_its_first_exercise(lesson, tmp_path):
+    """Everything before the first exercise runs, and its check reports the untouched stub as wrong."""
+    student = load(ROOT / "notebooks" / f"{lesson}.ipynb")
+    first_check = next(c for c in student.cells if c.cell_type == "code" and c.source.startswith("grader.check("))
+    with kernel(student, tmp_path) as (run, client):
+        execute_all(client, student, stop=lambda cell: cell is first_check)
+        question = first_check.source.split('"')[1]
+        out = run(f"_r = grader.check({question!r})\nprint('PASSED', _r.passed_all)\nprint(_r)")
+    assert "PASSED False" in out, f"the stub of {question} should fail its check:\n{out}"
+    assert question in out
+
+
+def test_otter_grades_solution_full_and_stub_zero(assigned, tmp_path):
+    """`otter run` (no Docker) on the first lesson: the solution earns every point, the stub none."""
+    lesson = LESSONS[0]
+    autograder_dir = assigned / "assign" / lesson / "autograder"
+    zip_path = next(autograder_dir.glob("*.zip"))
+    otter = str(Path(sys.executable).with_name("otter"))
+    scores = {}
+    for label, source in (("solution", autograder_dir / f"{lesson}.ipynb"), ("stub", ROOT / "notebooks" / f"{lesson}.ipynb")):
+        work = tmp_path / label
+        work.mkdir()
+        shutil.copy(source, work / f"{lesson}.ipynb")
+        result = subprocess.run([otter, "run", "-a", str(zip_path), "-o", str(work), str(work / f"{lesson}.ipynb")],
+                                capture_output=True, text=True, timeout=900, cwd=work)
+        assert result.returncode == 0, result.stdout + result.stderr
+        scores[label] = json.loads((work / "results.json").read_text())
+    total = lambda r: sum(t["score"] for t in r["tests"] if "score" in t)
+    possible = lambda r: sum(t["max_score"] for t in r["tests"] if "max_score" in t)
+    assert total(scores["solution"]) == possible(scores["solution"]) > 0, scores["solution"]
+    assert total(scores["stub"]) == 0, scores["stub"]

@@ -1,0 +1,34 @@
+# The course's commands. Each sets up its own environment on first use (a virtual environment in
+# .venv with the pinned versions of requirements.txt), so a fresh clone needs nothing else.
+#   make test       unit tests + notebook tests (what CI runs)
+#   make course     execute every solution notebook; executed copies and SUMMARY.md in course-output/
+#   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test course notebooks check-notebooks clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+course: $(STAMP)
+	$(BIN)/python tools/run_course.py
+
+notebooks: $(STAMP)
+	$(BIN)/python tools/build_notebooks.py
+
+check-notebooks: $(STAMP)
+	$(BIN)/python tools/build_notebooks.py --check
+
+clean:
+	rm -rf build course-output .pytest_cache

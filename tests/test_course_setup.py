@@ -1,0 +1,74 @@
+"""The repository location setting, the notebook setup helpers and the toy tasks."""
+
+import json
+import re
+import tomllib
+
+import pytest
+import torch
+
+from conftest import LESSONS, ROOT
+from qlora_course import notebook, toy
+from qlora_course.grading import exercise_tests_dir
+
+
+def setting():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["qlora-course"]
+    return cfg["repository"], cfg["branch"]
+
+
+def test_every_badge_and_setup_cell_uses_the_one_repository_setting():
+    repo, branch = setting()
+    files = [ROOT / "README.md"] + [ROOT / d / f"{l}.ipynb" for d in ("solutions", "notebooks") for l in LESSONS]
+    found = 0
+    for path in files:
+        text = path.read_text()
+        for m in re.finditer(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/", text):
+            assert (m.group(1), m.group(2)) == (repo, branch), f"{path.name}: badge points at {m.group(0)}"
+            found += 1
+        for m in re.finditer(r'COURSE_REPO, COURSE_REF = \\?"([^"\\]*)\\?", \\?"([^"\\]*)\\?"', text):
+            assert (m.group(1), m.group(2)) == (repo, branch), f"{path.name}: setup cell points at {m.group(0)}"
+            found += 1
+    assert found >= 3 * len(LESSONS)
+
+
+def test_colab_setup_cell_never_installs_torch():
+    for lesson in LESSONS:
+        nb = json.loads((ROOT / "solutions" / f"{lesson}.ipynb").read_text())
+        setup = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and "google.colab" in "".join(c["source"]))
+        install_lines = [l for l in setup.splitlines() if "pip" in l]
+        assert install_lines and not any("torch" in l for l in install_lines), install_lines
+        assert "qlora-course[colab]" in setup
+
+
+def test_seeding_repeats_results_and_device_choice_on_cpu():
+    notebook.seed_everything(3)
+    a = torch.randn(4)
+    notebook.seed_everything(3)
+    assert torch.equal(a, torch.randn(4))
+    if not torch.cuda.is_available():
+        assert notebook.pick_device_and_dtype() == ("cpu", torch.float32)
+    with pytest.raises(ValueError, match="non-negative int"):
+        notebook.seed_everything(-1)
+
+
+def test_toy_tasks_are_deterministic_and_training_is_repeatable():
+    t1, t2 = toy.make_tasks(seed=5, n_train=500, n_test=100), toy.make_tasks(seed=5, n_train=500, n_test=100)
+    assert torch.equal(t1[1].y_train, t2[1].y_train) and torch.equal(t1[0].X_test, t2[0].X_test)
+    assert not torch.equal(t1[0].y_train, t1[1].y_train)
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = toy.MLP()
+        losses.append(toy.train(model, t1[0], steps=30, progress=False))
+    assert losses[0] == losses[1]
+    assert losses[0][-1] < losses[0][0]
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        toy.train(model.requires_grad_(False), t1[0], steps=1, progress=False)
+
+
+def test_public_exercise_tests_ship_with_the_package():
+    for lesson in LESSONS:
+        assert sorted(p.name for p in __import__("pathlib").Path(exercise_tests_dir(lesson)).glob("q*.py"))
+    with pytest.raises(ValueError, match="no exercise tests"):
+        exercise_tests_dir("99_nothing")

@@ -1,0 +1,66 @@
+"""Execute every solution notebook headlessly and write a one-page summary (``make course``).
+
+Writes into ``course-output/`` (git-ignored): the executed notebooks, ``figures.jsonl`` (every key
+figure a notebook recorded with ``qlora_course.report.record``) and ``SUMMARY.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "course-output"
+
+
+def execute(path: Path, figures: Path) -> float:
+    """Execute one notebook in its own folder; returns the seconds it took."""
+    nb = nbformat.read(path, as_version=4)
+    os.environ["QLORA_COURSE_REPORT"] = str(figures)
+    os.environ["QLORA_COURSE_LESSON"] = path.stem[:2]
+    client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, OUT / path.name)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    figures = OUT / "figures.jsonl"
+    figures.unlink(missing_ok=True)
+    lessons = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    times, failed = {}, []
+    for path in tqdm(lessons, desc="course notebooks", unit="notebook"):
+        try:
+            times[path.stem] = execute(path, figures)
+        except CellExecutionError as err:
+            failed.append(path.stem)
+            print(f"\n{path.name} failed:\n{str(err)[-2000:]}", file=sys.stderr)
+    rows = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
+    lines = ["# QLoRA course: key figures from the last `make course` run", "",
+             f"Machine: {os.cpu_count()} CPU cores; {time.strftime('%Y-%m-%d %H:%M')}.", "",
+             "| lesson | notebook | seconds |", "|---|---|---|"]
+    lines += [f"| {name[:2]} | {name} | {secs:.0f} |" for name, secs in times.items()]
+    lines += ["", "| lesson | figure | value | unit | what it is |", "|---|---|---|---|---|"]
+    lines += [f"| {r['lesson']} | {r['key']} | {r['value']:,.4g} | {r['unit']} | {r['what']} |" for r in rows]
+    if failed:
+        lines += ["", f"**Failed:** {', '.join(failed)}"]
+    (OUT / "SUMMARY.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nexecuted notebooks and SUMMARY.md are in {OUT.relative_to(ROOT)}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

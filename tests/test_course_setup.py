@@ -3,6 +3,7 @@
 import json
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +70,6 @@ def test_toy_tasks_are_deterministic_and_training_is_repeatable():
 
 def test_public_exercise_tests_ship_with_the_package():
     for lesson in LESSONS:
-        assert sorted(p.name for p in __import__("pathlib").Path(exercise_tests_dir(lesson)).glob("q*.py"))
+        assert sorted(p.name for p in Path(exercise_tests_dir(lesson)).glob("q*.py"))
     with pytest.raises(ValueError, match="no exercise tests"):
         exercise_tests_dir("99_nothing")

@@ -40,6 +40,15 @@ def _check_rank(r: int, W: torch.Tensor) -> None:
         )
 
 
+def _truncated_svd(W: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Checked input, then the top-r SVD ``U_r (out, r), S_r (r,), Vh_r (r, in)`` in float32 or float64."""
+    check_matrix(W)
+    _check_rank(r, W)
+    work = W if W.dtype == torch.float64 else W.float()
+    U, S, Vh = torch.linalg.svd(work, full_matrices=False)
+    return U[:, :r], S[:r], Vh[:r]
+
+
 def low_rank_factors(W: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``(B, A)`` of the best rank-``r`` approximation, ``W_r = B @ A``.
 
@@ -52,13 +61,10 @@ def low_rank_factors(W: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tenso
         (``sqrt(S_r) * V_r^T``), in ``W``'s dtype. The split of the singular values between the two
         factors is balanced, as LoRA's ``lora_B @ lora_A`` would hold them.
     """
-    check_matrix(W)
-    _check_rank(r, W)
-    work = W if W.dtype == torch.float64 else W.float()
-    U, S, Vh = torch.linalg.svd(work, full_matrices=False)
-    root = S[:r].sqrt()
-    B = U[:, :r] * root
-    A = root[:, None] * Vh[:r]
+    U, S, Vh = _truncated_svd(W, r)
+    root = S.sqrt()
+    B = U * root
+    A = root[:, None] * Vh
     return B.to(W.dtype), A.to(W.dtype)
 
 
@@ -72,11 +78,8 @@ def low_rank_approx(W: torch.Tensor, r: int) -> torch.Tensor:
     Returns:
         ``U[:, :r] @ diag(S[:r]) @ Vh[:r]``, shape ``(out, in)``, in ``W``'s dtype.
     """
-    check_matrix(W)
-    _check_rank(r, W)
-    work = W if W.dtype == torch.float64 else W.float()
-    U, S, Vh = torch.linalg.svd(work, full_matrices=False)
-    return ((U[:, :r] * S[:r]) @ Vh[:r]).to(W.dtype)
+    U, S, Vh = _truncated_svd(W, r)
+    return ((U * S) @ Vh).to(W.dtype)
 
 
 def relative_error(W: torch.Tensor, ranks: list[int] | None = None) -> torch.Tensor:

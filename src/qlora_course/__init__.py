@@ -5,6 +5,11 @@ One module per idea, in the order the lessons meet them:
 - :mod:`qlora_course.lowrank`  -- SVD and the best rank-r approximation (lesson 1)
 - :mod:`qlora_course.lora`     -- a LoRA / rsLoRA / DoRA linear layer and parameter counting (lesson 1)
 - :mod:`qlora_course.toy`      -- the small MLP and synthetic tasks lesson 1 fine-tunes in seconds
+- :mod:`qlora_course.data`     -- the generated corpus and instruction task (the offline default data)
+- :mod:`qlora_course.models`   -- the course's own small Llama (shipped in ``assets/``), perplexity, weight normality
+- :mod:`qlora_course.profiles` -- one place that maps a profile (``course-tiny``, ``colab-t4``, ...) to model and data
+- :mod:`qlora_course.evaluation` -- exact match with batched greedy generation
+- :mod:`qlora_course.finetune` -- completion-only supervised fine-tuning by hand (what SFTTrainer does)
 - :mod:`qlora_course.notebook` -- the setup every notebook runs first (versions, seed, device, dtype)
 - :mod:`qlora_course.grading`  -- where the public exercise tests live
 - :mod:`qlora_course.report`   -- key figures a notebook records for the course summary

@@ -1,0 +1,183 @@
+"""The course's generated text: a pretraining corpus and an instruction data set, both from a seed.
+
+Everything happens in a small made-up world of people, each with a city, a job, a pet, a favourite
+colour and a favourite food.
+
+- The **pretraining corpus** (:func:`make_corpus`) is short stories: a few people are introduced fact by
+  fact, in varied phrasings, and later sentences mention those facts again ("Mira walked the cat
+  through Oslo."). A model that predicts this text well must learn English-like syntax *and* to look
+  back in its context for what it was told about a person.
+- The **instruction task** (:func:`make_task_data`) is reading comprehension in a prompt-completion
+  format the corpus never uses::
+
+      prompt:     "Text: Mira lives in Oslo. Tom has a dog. Mira works as a baker.\\nQuestion: What pet does Tom have?\\nAnswer:"
+      completion: " dog"
+
+  The pretrained model has the skill (find a fact in context) but not the format: it continues the
+  story instead of answering, so its exact-match accuracy is near zero. A LoRA fine-tune on the train
+  split teaches the format in a few minutes on a CPU. That is the situation instruction tuning is for.
+
+Same seed, same text: the generators use only :class:`random.Random` seeded by the caller.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+__all__ = ["ATTRIBUTES", "Person", "make_world", "make_corpus", "make_task_examples", "make_task_data",
+           "format_example"]
+
+NAMES = (
+    "Mira", "Tom", "Ana", "Leo", "Ines", "Omar", "Yuki", "Ravi", "Nora", "Ivan", "Lena", "Hugo", "Sara",
+    "Paul", "Emma", "Noah", "Zoe", "Finn", "Maya", "Alex", "Ella", "Jonas", "Lara", "Felix", "Amir",
+    "Chloe", "Diego", "Hana", "Karl", "Lucy", "Marco", "Nina", "Oscar", "Pia", "Rosa", "Sam", "Tara",
+    "Ugo", "Vera", "Will", "Xena", "Yara", "Zane", "Ada", "Ben", "Cora", "Dan", "Eva", "Gus", "Iris",
+    "Jack", "Kira", "Liam", "Mila", "Ned", "Olga", "Pedro", "Rita", "Seth", "Tina",
+)
+CITIES = (
+    "Oslo", "Rome", "Lima", "Cairo", "Paris", "Delhi", "Tokyo", "Quito", "Dakar", "Lagos", "Seoul",
+    "Porto", "Kyiv", "Accra", "Berlin", "Madrid", "Vienna", "Prague", "Dublin", "Nairobi", "Hanoi",
+    "Manila", "Bogota", "Havana", "Athens", "Lisbon", "Sydney", "Boston", "Denver", "Toronto",
+)
+JOBS = (
+    "baker", "nurse", "pilot", "farmer", "teacher", "painter", "doctor", "writer", "builder", "singer",
+    "driver", "lawyer", "cook", "tailor", "dentist", "barber", "plumber", "miner", "sailor", "judge",
+    "potter", "gardener", "banker", "chemist",
+)
+PETS = ("cat", "dog", "parrot", "rabbit", "turtle", "hamster", "goat", "pony", "lizard", "snake",
+        "duck", "goose", "frog", "mouse", "ferret", "pig")
+COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "brown", "black", "white",
+           "grey", "gold")
+FOODS = ("rice", "bread", "soup", "pasta", "cheese", "apples", "pears", "fish", "beans", "cake",
+         "noodles", "eggs", "plums", "olives", "mangoes", "figs", "honey", "pizza")
+
+ATTRIBUTES = {"city": CITIES, "job": JOBS, "pet": PETS, "colour": COLOURS, "food": FOODS}
+
+# How the stories state each fact. The corpus uses all of them; the task's texts do too.
+FACT_TEMPLATES = {
+    "city": ("{n} lives in {v}.", "{n} has a home in {v}.", "The house of {n} is in {v}.",
+             "{n} moved to {v} long ago.", "In {v} lives {n}."),
+    "job": ("{n} works as a {v}.", "{n} is a {v}.", "By day {n} is a {v}.", "{n} earns a living as a {v}."),
+    "pet": ("{n} has a {v}.", "{n} keeps a {v} at home.", "The pet of {n} is a {v}.", "{n} owns a small {v}."),
+    "colour": ("{n} likes the colour {v}.", "The favourite colour of {n} is {v}.", "{n} loves all things {v}."),
+    "food": ("{n} likes to eat {v}.", "{n} loves {v}.", "The favourite food of {n} is {v}.",
+             "For dinner {n} always wants {v}."),
+}
+# Later sentences that use a fact stated earlier: the corpus's lesson in looking back.
+RECALL_TEMPLATES = {
+    "city": ("Later {n} walked home through {v}.", "{n} was happy to be back in {v}.", "Everyone in {v} knows {n}."),
+    "job": ("Being a {v} keeps {n} busy.", "Today {n} was a tired {v}.", "{n} is a good {v}."),
+    "pet": ("{n} fed the {v} before bed.", "The {v} followed {n} everywhere.", "{n} played with the {v}."),
+    "colour": ("{n} painted the door {v}.", "{n} wore a {v} coat.", "{n} bought a {v} hat."),
+    "food": ("{n} cooked {v} for friends.", "{n} shared the {v}.", "At noon {n} ate {v} again."),
+}
+FILLER = ("The day was warm.", "It rained all morning.", "The streets were quiet.", "The wind was cold.",
+          "Nobody was in a hurry.", "The sun came out at last.", "Time went by.")
+FRIENDS = ("{n} and {m} are friends.", "{n} met {m} at the market.", "{n} wrote a letter to {m}.")
+
+# The task asks about one fact, in a format the corpus never contains.
+QUESTIONS = {
+    "city": "Where does {n} live?",
+    "job": "What is the job of {n}?",
+    "pet": "What pet does {n} have?",
+    "colour": "What is the favourite colour of {n}?",
+    "food": "What does {n} like to eat?",
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    """One inhabitant of the world: a name and one value per attribute in :data:`ATTRIBUTES`."""
+
+    name: str
+    facts: dict
+
+
+def make_world(rng: random.Random, n_people: int) -> list[Person]:
+    """``n_people`` people with distinct names and random attribute values."""
+    if not 1 <= n_people <= len(NAMES):
+        raise ValueError(f"n_people must be between 1 and {len(NAMES)}, got {n_people}")
+    names = rng.sample(NAMES, n_people)
+    return [Person(n, {a: rng.choice(vals) for a, vals in ATTRIBUTES.items()}) for n in names]
+
+
+def _fact_sentences(rng: random.Random, people: list[Person], attrs_per_person: tuple[int, int]):
+    """Sentences stating a few facts per person, interleaved across people; also returns what was said."""
+    told = []
+    for p in people:
+        k = rng.randint(*attrs_per_person)
+        for a in rng.sample(list(ATTRIBUTES), k):
+            told.append((p, a))
+    rng.shuffle(told)
+    sentences = [rng.choice(FACT_TEMPLATES[a]).format(n=p.name, v=p.facts[a]) for p, a in told]
+    return sentences, told
+
+
+def make_story(rng: random.Random) -> str:
+    """One pretraining document: 2-4 people, their facts, then sentences that recall some of them."""
+    people = make_world(rng, rng.randint(2, 4))
+    sentences, told = _fact_sentences(rng, people, (1, 4))
+    if rng.random() < 0.5:
+        sentences.insert(rng.randrange(len(sentences) + 1), rng.choice(FILLER))
+    if rng.random() < 0.3:
+        n, m = rng.sample(people, 2)
+        sentences.append(rng.choice(FRIENDS).format(n=n.name, m=m.name))
+    for p, a in rng.sample(told, min(len(told), rng.randint(1, 3))):
+        sentences.append(rng.choice(RECALL_TEMPLATES[a]).format(n=p.name, v=p.facts[a]))
+    return " ".join(sentences)
+
+
+def make_corpus(n_docs: int, seed: int = 0) -> list[str]:
+    """``n_docs`` stories (strings, no special tokens), the same for the same ``seed``."""
+    if n_docs < 1:
+        raise ValueError(f"n_docs must be positive, got {n_docs}")
+    rng = random.Random(f"corpus-{seed}")
+    return [make_story(rng) for _ in range(n_docs)]
+
+
+def format_example(text: str, question: str) -> str:
+    """The task's prompt: the text, the question and the cue ``Answer:`` (the completion follows)."""
+    return f"Text: {text}\nQuestion: {question}\nAnswer:"
+
+
+def make_task_examples(n: int, seed: int = 0, people: tuple[int, int] = (2, 3)) -> list[dict]:
+    """``n`` distinct examples ``{"prompt", "completion", "attribute"}``; completions start with a space.
+
+    Each text introduces ``people`` (a range) people with 1-3 facts each; the question asks for one
+    fact that the text states.
+    """
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    rng = random.Random(f"task-{seed}")
+    out, seen = [], set()
+    while len(out) < n:
+        group = make_world(rng, rng.randint(*people))
+        sentences, told = _fact_sentences(rng, group, (1, 3))
+        p, a = rng.choice(told)
+        prompt = format_example(" ".join(sentences), QUESTIONS[a].format(n=p.name))
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        out.append({"prompt": prompt, "completion": " " + p.facts[a], "attribute": a})
+    return out
+
+
+def make_task_data(n_train: int = 2000, n_validation: int = 200, n_test: int = 200, seed: int = 0):
+    """The course task as a ``datasets.DatasetDict`` with disjoint ``train``/``validation``/``test`` splits.
+
+    Columns: ``prompt`` (str), ``completion`` (str, a single word after a space) and ``attribute`` (which
+    fact is asked). Prompt-completion is the format TRL's ``SFTTrainer`` trains with the loss on the
+    completion only.
+    """
+    from datasets import Dataset, DatasetDict
+
+    sizes = {"train": n_train, "validation": n_validation, "test": n_test}
+    if any(v < 1 for v in sizes.values()):
+        raise ValueError(f"split sizes must be positive, got {sizes}")
+    rows = make_task_examples(sum(sizes.values()), seed=seed)  # distinct prompts, so splits are disjoint
+    out, start = {}, 0
+    for split, size in sizes.items():
+        out[split] = Dataset.from_list(rows[start:start + size])
+        start += size
+    return DatasetDict(out)

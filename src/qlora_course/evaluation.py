@@ -1,0 +1,73 @@
+"""Exact-match evaluation with batched greedy generation (lessons 1, 4 and 5 reuse it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["EvalResult", "generate_completions", "exact_match"]
+
+
+@dataclass
+class EvalResult:
+    """``accuracy`` in [0, 1]; ``predictions`` and ``references`` as stripped strings, in data set order."""
+
+    accuracy: float
+    predictions: list[str]
+    references: list[str]
+    prompts: list[str] = field(repr=False)
+
+    def examples(self, k: int = 3) -> list[dict]:
+        """The first ``k`` examples as ``{"prompt", "prediction", "reference", "correct"}``."""
+        return [{"prompt": p, "prediction": y, "reference": r, "correct": y == r}
+                for p, y, r in list(zip(self.prompts, self.predictions, self.references))[:k]]
+
+
+@torch.no_grad()
+def generate_completions(model, tokenizer, prompts: list[str], batch_size: int = 32, max_new_tokens: int = 8,
+                         progress: bool = True, desc: str = "generating") -> list[str]:
+    """Greedy completions of ``prompts``, ``batch_size`` at a time, cut at the first newline and stripped.
+
+    Prompts are padded on the left, so that every prompt ends where generation starts; generation
+    stops at the tokenizer's EOS token.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be positive")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token: set one (distinct from EOS) before batched generation")
+    device = next(model.parameters()).device
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    out = []
+    try:
+        for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
+            enc = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
+            gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            out += [t.split("\n")[0].strip() for t in texts]
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return out
+
+
+def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens: int = 8, limit: int | None = None,
+                progress: bool = True) -> EvalResult:
+    """Share of ``dataset`` rows (``prompt``, ``completion`` columns) whose greedy completion equals the
+    reference exactly, after stripping spaces. ``limit`` evaluates only the first rows."""
+    for col in ("prompt", "completion"):
+        if col not in dataset.column_names:
+            raise ValueError(f"the data set needs a {col!r} column, it has {dataset.column_names}")
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise ValueError("nothing to evaluate: the data set is empty")
+    prompts = list(dataset["prompt"][:n])
+    refs = [c.strip() for c in dataset["completion"][:n]]
+    preds = generate_completions(model, tokenizer, prompts, batch_size, max_new_tokens, progress, desc="exact match")
+    acc = sum(p == r for p, r in zip(preds, refs)) / n
+    return EvalResult(acc, preds, refs, prompts)

@@ -1,0 +1,217 @@
+"""One place that turns a profile name into a model and a data set.
+
+- ``course-tiny`` (the default): the course's own small Llama (:func:`qlora_course.models.course_model_path`)
+  and the generated reading task (:func:`qlora_course.data.make_task_data`). Offline, CPU, seconds.
+- ``colab-t4``: a ~1B Llama-architecture model from the hub, for a free Colab T4 (float16 compute).
+- ``gpu-8b``: an 8B Llama from the hub, for a large GPU (bfloat16 compute).
+- Any other hub model id (``"org/name"``) or local model folder also works; it gets the course task
+  unless a ``dataset`` is given.
+
+Choose with the argument, or with the environment variable ``QLORA_COURSE_PROFILE``. A hub model or data
+set that is neither cached nor reachable fails at once with a message, not after a long network timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+__all__ = ["Profile", "PROFILES", "HubUnavailableError", "resolve_profile", "check_hub_access",
+           "load_model_and_tokenizer", "load_task_data", "guanaco_to_prompt_completion"]
+
+DEFAULT_PROFILE = "course-tiny"
+COURSE_MODEL = "course-llama"  # stands for the packaged model folder
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a lesson runs on.
+
+    ``model``: a hub id, a local folder, or ``"course-llama"`` (the packaged model). ``dataset``: a hub
+    data set id, or ``None`` for the generated course task. ``needs_gpu``: refuse to run without CUDA.
+    """
+
+    name: str
+    model: str
+    dataset: str | None
+    needs_gpu: bool
+    description: str
+
+    @property
+    def offline(self) -> bool:
+        """True when nothing in this profile comes from the hub."""
+        return not _is_hub_id(self.model) and self.dataset is None
+
+    def model_path(self) -> str:
+        """A path or hub id that ``from_pretrained`` accepts."""
+        if self.model == COURSE_MODEL:
+            from .models import course_model_path
+
+            return str(course_model_path())
+        return self.model
+
+
+PROFILES = {
+    "course-tiny": Profile("course-tiny", COURSE_MODEL, None, False,
+                           "the course's own 6M-parameter Llama and generated task data: offline, CPU"),
+    "colab-t4": Profile("colab-t4", "TinyLlama/TinyLlama_v1.1", "timdettmers/openassistant-guanaco", True,
+                        "TinyLlama 1.1B (Llama architecture, Apache-2.0) and the QLoRA paper's OASST1 "
+                        "subset: a free Colab T4, float16 compute"),
+    "gpu-8b": Profile("gpu-8b", "unsloth/Meta-Llama-3.1-8B", "timdettmers/openassistant-guanaco", True,
+                      "Llama 3.1 8B (an ungated copy of Meta's weights) and the OASST1 subset: a 24 GB+ GPU, "
+                      "bfloat16 compute"),
+}
+
+
+class HubUnavailableError(RuntimeError):
+    """A hub model or data set was asked for, but it is not cached and the hub cannot be reached."""
+
+
+def _is_hub_id(name: str) -> bool:
+    return name != COURSE_MODEL and not Path(name).expanduser().exists() and name.count("/") == 1
+
+
+def resolve_profile(name: str | None = None, dataset: str | None = None) -> Profile:
+    """The :class:`Profile` for a profile name, a hub model id or a local model folder.
+
+    ``name`` defaults to ``$QLORA_COURSE_PROFILE``, else ``"course-tiny"``. ``dataset`` overrides the
+    profile's data set (a hub id; ``"course"`` for the generated course task).
+    """
+    name = name or os.environ.get("QLORA_COURSE_PROFILE") or DEFAULT_PROFILE
+    if name in PROFILES:
+        profile = PROFILES[name]
+    elif Path(name).expanduser().is_dir():
+        if not (Path(name).expanduser() / "config.json").exists():
+            raise ValueError(f"{name!r} is a folder but has no config.json, so it is not a saved model")
+        profile = Profile(name, str(Path(name).expanduser()), None, False, f"local model {name}")
+    elif _is_hub_id(name):
+        profile = Profile(name, name, None, False, f"hub model {name} with the course task")
+    else:
+        raise ValueError(f"unknown profile {name!r}: use one of {sorted(PROFILES)}, a hub model id like "
+                         "'TinyLlama/TinyLlama_v1.1', or a local model folder")
+    if dataset is not None:
+        profile = replace(profile, dataset=None if dataset == "course" else dataset)
+    return profile
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the hub endpoint (``$HF_ENDPOINT``, default huggingface.co) be opened?"""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def check_hub_access(repo_id: str, repo_type: str = "model") -> None:
+    """Return if ``repo_id`` can be loaded (cached, or the hub is reachable); else raise
+    :class:`HubUnavailableError` with what to do instead. Takes at most a few seconds."""
+    from huggingface_hub import try_to_load_from_cache
+
+    marker = "config.json" if repo_type == "model" else "README.md"
+    cached = isinstance(try_to_load_from_cache(repo_id, marker, repo_type=repo_type), str)
+    if cached:
+        return
+    why = "HF_HUB_OFFLINE is set" if _offline_mode() else None
+    if why is None and not _hub_reachable():
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        why = f"{endpoint} cannot be reached from this machine"
+    if why:
+        raise HubUnavailableError(
+            f"The {repo_type} {repo_id!r} is not in the local Hugging Face cache and {why}. "
+            f"Use the offline default instead: resolve_profile('{DEFAULT_PROFILE}') (or unset "
+            f"QLORA_COURSE_PROFILE), which loads the course's own Llama and generated data from the "
+            f"installed package. To use {repo_id!r}, run once on a machine with internet access "
+            f"(e.g. Colab) so that it is downloaded and cached.")
+
+
+def _check_gpu(profile: Profile) -> None:
+    import torch
+
+    if profile.needs_gpu and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"Profile {profile.name!r} needs a CUDA GPU and this machine has none. In Colab choose "
+            f"Runtime > Change runtime type > T4 GPU; on a CPU use the default profile '{DEFAULT_PROFILE}'.")
+
+
+def load_model_and_tokenizer(profile: Profile | str | None = None, quantization: str | None = None,
+                             compute_dtype=None, device_map=None, **kwargs):
+    """``(model, tokenizer)`` through plain ``from_pretrained``.
+
+    ``quantization=None`` loads in ``compute_dtype`` (default: the saved dtype); ``"nf4"`` loads 4-bit
+    NF4 with double quantization (the QLoRA recipe) computing in ``compute_dtype`` (default float32 on
+    CPU, bfloat16 or float16 on a GPU). ``device_map`` defaults to ``{"": "cuda:0"}`` with a GPU, else
+    ``{"": "cpu"}``. Extra ``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    profile = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    _check_gpu(profile)
+    if _is_hub_id(profile.model):
+        check_hub_access(profile.model)
+    if quantization not in (None, "nf4"):
+        raise ValueError(f"quantization must be None or 'nf4', got {quantization!r}")
+    cuda = torch.cuda.is_available()
+    device_map = device_map or {"": "cuda:0" if cuda else "cpu"}
+    if quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        from .notebook import pick_device_and_dtype
+
+        compute_dtype = compute_dtype or pick_device_and_dtype()[1]
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype)
+        kwargs.setdefault("dtype", compute_dtype)
+    elif compute_dtype is not None:
+        kwargs["dtype"] = compute_dtype
+    path = profile.model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # many hub Llamas ship without one; never reuse EOS for padding
+        tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    model = AutoModelForCausalLM.from_pretrained(path, device_map=device_map, **kwargs)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def guanaco_to_prompt_completion(text: str) -> dict:
+    """Split an OASST1-Guanaco conversation (``### Human: ... ### Assistant: ...``) at its last
+    assistant turn: everything up to and including ``### Assistant:`` is the prompt."""
+    cue = "### Assistant:"
+    i = text.rfind(cue)
+    if i < 0:
+        raise ValueError("not a Guanaco conversation: no '### Assistant:' turn")
+    return {"prompt": text[: i + len(cue)], "completion": " " + text[i + len(cue):].strip()}
+
+
+def load_task_data(profile: Profile | str | None = None, seed: int = 0, **sizes):
+    """The profile's data as a ``DatasetDict`` with ``train``, ``validation``, ``test`` and columns
+    ``prompt`` and ``completion``. The course task is generated (``sizes`` go to
+    :func:`qlora_course.data.make_task_data`); a hub data set is downloaded, converted and split."""
+    profile = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    if profile.dataset is None:
+        from .data import make_task_data
+
+        return make_task_data(seed=seed, **sizes)
+    check_hub_access(profile.dataset, repo_type="dataset")
+    from datasets import DatasetDict, load_dataset
+
+    raw = load_dataset(profile.dataset)
+    if "text" not in raw["train"].column_names:
+        raise ValueError(f"{profile.dataset!r}: expected a 'text' column of Guanaco conversations")
+    conv = raw.map(lambda row: guanaco_to_prompt_completion(row["text"]), remove_columns=raw["train"].column_names)
+    split = conv["train"].train_test_split(test_size=0.05, seed=seed)
+    test = conv["test"] if "test" in conv else split["test"]
+    return DatasetDict(train=split["train"], validation=split["test"], test=test)

@@ -1,0 +1,112 @@
+"""NF4 from scratch against bitsandbytes 0.50.2 on CPU: bit for bit."""
+
+from __future__ import annotations
+
+import itertools
+
+import bitsandbytes.functional as bnbF
+import pytest
+import torch
+
+from qlora_course.nf4 import (VALID_BLOCKSIZES, dequantize_blockwise_4bit, dequantize_nf4, fp4_code, int4_code,
+                              nf4_code, quantize_blockwise_4bit, quantize_nf4)
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def test_nf4_code_is_bitsandbytes_table():
+    code = nf4_code()
+    assert torch.equal(code, bnbF.get_4bit_type("nf4", device="cpu"))
+    assert (code < 0).sum() == 7 and (code == 0).sum() == 1 and (code > 0).sum() == 8
+    assert code[0] == -1 and code[-1] == 1
+
+
+def test_fp4_code_is_bitsandbytes_table_and_int4_is_symmetric():
+    assert torch.equal(fp4_code(), bnbF.get_4bit_type("fp4", device="cpu"))
+    c = int4_code()
+    assert c.numel() == 15 and torch.equal(c, -c.flip(0)) and (c == 0).sum() == 1
+
+
+def _cases():
+    sizes = (1, 2, 31, 63, 64, 65, 1001, 4096 * 2 + 3, 20_000)
+    for dtype, bs, n in itertools.product(DTYPES, VALID_BLOCKSIZES, sizes):
+        yield pytest.param(dtype, bs, n, id=f"{str(dtype)[6:]}-b{bs}-n{n}")
+
+
+@pytest.mark.parametrize("dtype,blocksize,n", list(_cases()))
+def test_quantize_and_dequantize_bit_exact(dtype, blocksize, n):
+    g = torch.Generator().manual_seed(n * 7 + blocksize)
+    x = (torch.randn(n, generator=g) * 0.03).to(dtype)
+    if n > blocksize:
+        x[blocksize: 2 * blocksize] = 0  # an all-zero block
+    packed, absmax = quantize_nf4(x, blocksize)
+    ref, state = bnbF.quantize_4bit(x, blocksize=blocksize, quant_type="nf4")
+    assert torch.equal(packed, ref), "packed bytes differ"
+    assert torch.equal(absmax, state.absmax), "absmax differs"
+    out = dequantize_nf4(packed, absmax, x.shape, blocksize, dtype)
+    expected = _bnb_dequantize(ref, state)
+    assert out.dtype == expected.dtype == dtype
+    assert torch.equal(out, expected), "dequantized values differ"
+
+
+def _bnb_dequantize(packed, state):
+    """bitsandbytes' dequantization. Its native CPU kernel indexes blocks row by row and goes wrong for
+    a matrix whose rows are not whole blocks (e.g. 64x48 with blocks of 64, as bitsandbytes 0.50.2 does
+    here); there the reference kernel of its default backend (the same arithmetic as CUDA) is used."""
+    from bitsandbytes.backends.default.ops import _dequantize_4bit_compute
+
+    shape = state.shape
+    if len(shape) == 1 or shape[-1] % state.blocksize == 0:
+        return bnbF.dequantize_4bit(packed, state).reshape(shape)
+    return _dequantize_4bit_compute(packed.reshape(-1), state.absmax, state.code, state.blocksize, shape, state.dtype)
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (3, 5, 7), (256, 257), (256, 64)])
+def test_matrices_and_fp4_bit_exact(shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    packed, absmax = quantize_nf4(x)
+    ref, state = bnbF.quantize_4bit(x, quant_type="nf4")
+    assert torch.equal(packed, ref) and torch.equal(absmax, state.absmax)
+    assert torch.equal(dequantize_nf4(packed, absmax, x.shape), _bnb_dequantize(ref, state))
+    p4, a4 = quantize_blockwise_4bit(x, fp4_code())
+    ref4, s4 = bnbF.quantize_4bit(x, quant_type="fp4")
+    assert torch.equal(p4, ref4) and torch.equal(a4, s4.absmax)
+    assert torch.equal(dequantize_blockwise_4bit(p4, a4, x.shape, fp4_code()), _bnb_dequantize(ref4, s4))
+
+
+def test_round_trip_error_is_bounded_by_half_a_code_gap():
+    x = torch.randn(64 * 1000, generator=torch.Generator().manual_seed(2))
+    packed, absmax = quantize_nf4(x)
+    err = (dequantize_nf4(packed, absmax, x.shape) - x).abs().view(-1, 64)
+    gap = (nf4_code()[1:] - nf4_code()[:-1]).max() / 2
+    assert (err <= gap * absmax[:, None] + 1e-6).all()
+    # and a wrong code (a uniform grid) does worse on Gaussian data
+    pi, ai = quantize_blockwise_4bit(x, int4_code())
+    mse_int4 = (dequantize_blockwise_4bit(pi, ai, x.shape, int4_code()) - x).pow(2).mean()
+    assert err.pow(2).mean() < mse_int4
+
+
+@pytest.mark.parametrize("bad", [0, 48, 100, 8192, 64.0, "64"])
+def test_bad_blocksize(bad):
+    with pytest.raises(ValueError, match="power of two from 32 to 4096"):
+        quantize_nf4(torch.randn(128), bad)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input(value):
+    x = torch.randn(128)
+    x[5] = value
+    with pytest.raises(ValueError, match="non-finite"):
+        quantize_nf4(x)
+
+
+def test_empty_wrong_dtype_and_wrong_sizes():
+    with pytest.raises(ValueError, match="empty"):
+        quantize_nf4(torch.empty(0))
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
+        quantize_nf4(torch.arange(10))
+    packed, absmax = quantize_nf4(torch.randn(100))
+    with pytest.raises(ValueError, match="needs 51"):
+        dequantize_nf4(packed, absmax, (102,))
+    with pytest.raises(ValueError, match="absmax has 2 values"):
+        dequantize_nf4(packed, absmax, (100,), blocksize=32)

@@ -110,3 +110,44 @@ def test_empty_wrong_dtype_and_wrong_sizes():
         dequantize_nf4(packed, absmax, (102,))
     with pytest.raises(ValueError, match="absmax has 2 values"):
         dequantize_nf4(packed, absmax, (100,), blocksize=32)
+
+
+def test_nf4_linear_matches_bitsandbytes_linear4bit():
+    import bitsandbytes as bnb
+
+    from qlora_course.nf4 import NF4Linear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 96)
+    ref = bnb.nn.Linear4bit(256, 96, bias=True, compute_dtype=torch.float32, quant_type="nf4",
+                            compress_statistics=False)
+    ref.weight = bnb.nn.Params4bit(lin.weight.data.clone(), requires_grad=False, quant_type="nf4",
+                                   compress_statistics=False, blocksize=64)
+    ref.bias = torch.nn.Parameter(lin.bias.data.clone())
+    ref = ref.to("cpu")  # quantizes
+    ours = NF4Linear.from_linear(lin)
+    assert torch.equal(ours.packed, ref.weight.data) and torch.equal(ours.absmax, ref.weight.quant_state.absmax)
+    x = torch.randn(4, 7, 256, requires_grad=True)  # needs grad: bitsandbytes dequantizes, then F.linear
+    assert torch.equal(ours(x), ref(x))
+    assert ours.memory_bytes() == 96 * 256 // 2 + 96 * 256 // 64 * 4 + 96 * 4
+    with pytest.raises(ValueError, match=r"\(\.\.\., 256\)"):
+        ours(torch.randn(3, 255))
+
+
+def test_error_usage_entropy_and_fake_quantization():
+    from qlora_course.nf4 import (bits_per_parameter, code_usage, entropy_bits, quantization_error,
+                                  quantize_model_weights, round_trip)
+
+    x = torch.randn(64 * 4096, generator=torch.Generator().manual_seed(3))
+    nf4, int4 = code_usage(x, "nf4"), code_usage(x, "int4")
+    assert nf4.sum().item() == pytest.approx(1.0) and nf4.numel() == 16
+    assert entropy_bits(nf4) > entropy_bits(int4[:15]) and entropy_bits(torch.full((16,), 1 / 16)) == pytest.approx(4)
+    e = quantization_error(x, "nf4")
+    assert e["mse"] == pytest.approx((round_trip(x) - x).pow(2).mean().item(), rel=1e-6) and e["sqnr_db"] > 15
+    assert bits_per_parameter(64) == 4.5 and bits_per_parameter(4096) == pytest.approx(4.0078125)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    before = model[0].weight.clone()
+    assert quantize_model_weights(model, "fp4") == 64 * 64 + 64 * 10
+    assert torch.equal(model[0].weight, round_trip(before, "fp4"))
+    with pytest.raises(ValueError, match="unknown 4-bit data type"):
+        round_trip(x, "int3")

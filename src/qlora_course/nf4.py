@@ -24,8 +24,10 @@ import math
 
 import torch
 
-__all__ = ["VALID_BLOCKSIZES", "nf4_code", "fp4_code", "int4_code", "check_blocksize", "quantize_blockwise_4bit",
-           "dequantize_blockwise_4bit", "quantize_nf4", "dequantize_nf4", "pack_4bit", "unpack_4bit"]
+__all__ = ["VALID_BLOCKSIZES", "CODES", "nf4_code", "fp4_code", "int4_code", "check_blocksize",
+           "quantize_blockwise_4bit", "dequantize_blockwise_4bit", "quantize_nf4", "dequantize_nf4", "pack_4bit",
+           "unpack_4bit", "round_trip", "quantization_error", "code_usage", "entropy_bits", "bits_per_parameter",
+           "NF4Linear", "quantize_model_weights"]
 
 VALID_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 NF4_OFFSET = 0.9677083  # the outermost quantile probability, (1 - 1/(2*15) + 1 - 1/(2*16)) / 2
@@ -164,3 +166,111 @@ def dequantize_nf4(packed: torch.Tensor, absmax: torch.Tensor, shape, blocksize:
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Undo :func:`quantize_nf4`; equal to ``bitsandbytes.functional.dequantize_4bit`` bit for bit."""
     return dequantize_blockwise_4bit(packed, absmax, shape, nf4_code(), blocksize, dtype)
+
+
+CODES = {"nf4": nf4_code, "fp4": fp4_code, "int4": int4_code}
+
+
+def _code(name_or_code) -> torch.Tensor:
+    if isinstance(name_or_code, torch.Tensor):
+        return name_or_code
+    if name_or_code not in CODES:
+        raise ValueError(f"unknown 4-bit data type {name_or_code!r}: use one of {sorted(CODES)}")
+    return CODES[name_or_code]()
+
+
+def round_trip(x: torch.Tensor, code="nf4", blocksize: int = 64) -> torch.Tensor:
+    """Quantize and dequantize ``x`` with ``code`` ("nf4", "fp4", "int4" or a tensor): same shape and dtype."""
+    c = _code(code)
+    packed, absmax = quantize_blockwise_4bit(x, c, blocksize)
+    return dequantize_blockwise_4bit(packed, absmax, x.shape, c, blocksize, x.dtype)
+
+
+def quantization_error(x: torch.Tensor, code="nf4", blocksize: int = 64) -> dict:
+    """Round-trip error of ``x``: ``mse`` (mean squared error) and ``sqnr_db`` (signal-to-quantization-noise
+    ratio, ``10 log10(mean x^2 / mse)``, higher is better), computed in float64."""
+    err = (round_trip(x, code, blocksize).double() - x.double()).pow(2).mean().item()
+    signal = x.double().pow(2).mean().item()
+    return {"mse": err, "sqnr_db": 10 * math.log10(signal / err) if err > 0 else math.inf}
+
+
+def code_usage(x: torch.Tensor, code="nf4", blocksize: int = 64) -> torch.Tensor:
+    """How often each of the code's values is chosen for ``x``: float64 shares of shape ``(len(code),)``,
+    in the code's index order. (An odd element count's padding zero is not counted.)"""
+    c = _code(code)
+    packed, _ = quantize_blockwise_4bit(x, c, blocksize)
+    idx = unpack_4bit(packed, x.numel())
+    return torch.bincount(idx, minlength=c.numel()).double() / x.numel()
+
+
+def entropy_bits(shares: torch.Tensor) -> float:
+    """Shannon entropy ``-sum p log2 p`` of a distribution (zeros ignored): the bits of information each
+    4-bit index actually carries; at most log2(16) = 4 when all 16 values are used equally often."""
+    p = shares[shares > 0].double()
+    return float(-(p * p.log2()).sum())
+
+
+def bits_per_parameter(blocksize: int, code_bits: int = 4, absmax_bits: int = 32) -> float:
+    """Storage per weight: the code index plus a share of its block's absmax, ``4 + 32 / blocksize``."""
+    check_blocksize(blocksize)
+    return code_bits + absmax_bits / blocksize
+
+
+class NF4Linear(torch.nn.Module):
+    """A linear layer whose weight is stored as NF4 (packed codes + absmax) and dequantized in ``forward``.
+
+    Buffers: ``packed`` uint8 ``(out*in/2, 1)``, ``absmax`` float32 ``(out*in/blocksize,)`` and an optional
+    ``bias`` in ``compute_dtype``. ``forward(x)`` for ``x`` of shape ``(..., in_features)`` dequantizes the
+    weight to ``compute_dtype`` and returns ``x W^T + b`` in ``x``'s dtype -- what
+    ``bitsandbytes.nn.Linear4bit`` computes when its input needs gradients (its CPU inference kernel
+    takes a fused bfloat16 path instead).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, blocksize: int = 64,
+                 compute_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if weight.ndim != 2:
+            raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+        packed, absmax = quantize_nf4(weight.detach(), blocksize)
+        self.out_features, self.in_features = weight.shape
+        self.blocksize, self.compute_dtype = blocksize, compute_dtype
+        self.register_buffer("packed", packed)
+        self.register_buffer("absmax", absmax)
+        self.register_buffer("bias", None if bias is None else bias.detach().to(compute_dtype).clone())
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear, blocksize: int = 64, compute_dtype: torch.dtype = torch.float32):
+        return cls(linear.weight, linear.bias, blocksize, compute_dtype)
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """The weight as the layer computes with it: ``(out_features, in_features)`` in ``compute_dtype``."""
+        return dequantize_nf4(self.packed, self.absmax, (self.out_features, self.in_features), self.blocksize,
+                              self.compute_dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected input of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        y = torch.nn.functional.linear(x.to(self.compute_dtype), self.dequantized_weight(), self.bias)
+        return y.to(x.dtype)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the stored weight and bias: packed codes + absmax (+ bias)."""
+        return sum(t.numel() * t.element_size() for t in (self.packed, self.absmax, self.bias) if t is not None)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, blocksize={self.blocksize}"
+
+
+@torch.no_grad()
+def quantize_model_weights(model: torch.nn.Module, code="nf4", blocksize: int = 64, skip=("lm_head",)) -> int:
+    """Replace, in place, the weight of every ``nn.Linear`` (except names containing one of ``skip``) by its
+    4-bit round trip ("fake quantization"): the model then computes exactly with the values a 4-bit
+    model would dequantize to. Returns the number of weights changed."""
+    count = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not any(s in name for s in skip):
+            module.weight.copy_(round_trip(module.weight, code, blocksize))
+            count += module.weight.numel()
+    if count == 0:
+        raise ValueError("no nn.Linear weights were quantized")
+    return count

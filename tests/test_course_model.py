@@ -107,10 +107,12 @@ def test_generation_is_deterministic(model, tokenizer):
     a = generate_completions(model, tokenizer, prompts, batch_size=4, max_new_tokens=6, progress=False)
     b = generate_completions(model, tokenizer, prompts, batch_size=8, max_new_tokens=6, progress=False)
     assert a == b, "greedy decoding must not depend on the run or on how prompts are batched"
-    story = tokenizer("Mira lives in Oslo. Mira has a cat. Later Mira walked home through", return_tensors="pt")
-    out = model.generate(**story, do_sample=False, max_new_tokens=2, pad_token_id=tokenizer.pad_token_id)
-    assert tokenizer.decode(out[0, story["input_ids"].shape[1]:]).strip().startswith("Oslo"), \
-        "the pretrained model looks back in its context for a fact"
+    from qlora_course.data import CITIES, PETS
+
+    for start, words in (("Tom is a baker. Mira lives in", CITIES), ("Ana likes the colour red. Ana owns a small", PETS)):
+        story = tokenizer(start, return_tensors="pt")
+        out = model.generate(**story, do_sample=False, max_new_tokens=1, pad_token_id=tokenizer.pad_token_id)
+        assert tokenizer.decode(out[0, -1:]).strip() in words, "the pretrained model fills each slot with the right kind of word"
 
 
 def test_weight_normality_report(model):
@@ -141,9 +143,14 @@ def test_splits_are_disjoint_and_well_formed(data):
     assert sum(len(p) for p in prompts.values()) == 2400, "no prompt repeats, within or across splits"
     heldout = set(make_corpus(FACTS["heldout_docs"], seed=1))
     assert not heldout & set(make_corpus(FACTS["train_docs"], seed=0)), "perplexity is measured on unseen text"
+    from qlora_course.data import KINDS
+
     for row in data["test"]:
-        assert row["completion"].startswith(" ") and row["completion"].strip() in row["prompt"]
-        assert row["prompt"].endswith("\nAnswer:")
+        assert row["completion"].startswith(" ") and row["word"] in KINDS[row["completion"].strip()]
+        assert f"Is {row['word']} a home" in row["prompt"] and row["prompt"].endswith("\nAnswer:")
+        assert row["word"] in row["prompt"].split("\nQuestion")[0], "the word is one of the story's"
+    kinds = [r.strip() for r in data["train"]["completion"]]
+    assert min(kinds.count(k) for k in KINDS) > 0.15 * len(kinds), "every kind is asked about often"
 
 
 def test_base_model_cannot_do_the_task(model, tokenizer, data):
@@ -237,4 +244,23 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tokenizer):
             return type("Out", (), {"logits": torch.zeros(*input_ids.shape, len(tokenizer))})()
 
     ppl = perplexity(Uniform(), tokenizer, ["Mira has a cat.", "Tom lives in Rome. Tom is a cook."], progress=False)
-    assert math.isclose(ppl, len(tokenizer), rel_tol=1e-9)
+    assert math.isclose(ppl, len(tokenizer), rel_tol=1e-6)  # float32 log-softmax
+
+
+def test_lora_learns_the_task_in_minutes(tokenizer, data):
+    """The task is learnable: a plain LoRA fine-tune (the model card's recipe, fewer test questions)."""
+    from peft import LoraConfig, get_peft_model
+
+    from qlora_course.finetune import train_sft
+
+    check = json.loads((PATH / "task_check.json").read_text())
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_pretrained(PATH, dtype=torch.float32)
+    m = get_peft_model(m, LoraConfig(r=check["r"], lora_alpha=check["alpha"], task_type="CAUSAL_LM",
+                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                     "up_proj", "down_proj"]))
+    losses = train_sft(m, tokenizer, data["train"], steps=check["steps"], batch_size=check["batch"],
+                       lr=check["lr"], progress=False)
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10, "the completion loss must fall"
+    acc = exact_match(m, tokenizer, data["test"], limit=100, progress=False).accuracy
+    assert acc >= 0.80, f"LoRA reached only {acc:.0%} exact match"

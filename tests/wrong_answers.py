@@ -27,4 +27,50 @@ WRONG = {
             "def lora_trainable(d_in, d_out, r):\n    return r * d_in * d_out\n",
         ],
     },
+    "02_nf4": {
+        "q1": [
+            # natural log instead of bits
+            "def entropy_in_bits(counts):\n    p = counts.double() / counts.sum()\n    p = p[p > 0]\n    return float(-(p * torch.log(p)).sum())\n",
+            # forgets to drop zero counts: NaN
+            "def entropy_in_bits(counts):\n    p = counts.double() / counts.sum()\n    return float(-(p * torch.log2(p)).sum())\n",
+        ],
+        "q2": [
+            # symmetric 8 + 8 code without an exact zero
+            "def normal_float_code(offset=0.9677083):\n    pos = torch.special.ndtri(torch.linspace(offset, 0.5, 9)[:-1].double())\n    v = torch.cat([pos, -pos]).float().sort().values\n    return v / v.max()\n",
+            # quantiles in float32: close, but not bit for bit
+            "def normal_float_code(offset=0.9677083):\n    pos = torch.special.ndtri(torch.linspace(offset, 0.5, 9)[:-1])\n    neg = -torch.special.ndtri(torch.linspace(offset, 0.5, 8)[:-1])\n    v = torch.cat([pos, torch.zeros(1), neg]).sort().values\n    return v / v.max()\n",
+        ],
+        "q3": [
+            # one absmax for the whole tensor instead of per block
+            "def quantize_blocks(x, code, blocksize):\n    a = x.abs().max()\n    mid = (code[1:] + code[:-1]) / 2\n    return torch.bucketize(x / a, mid), a.repeat(x.numel() // blocksize)\n",
+            # rounds the raw values without scaling them by the absmax
+            "def quantize_blocks(x, code, blocksize):\n    blocks = x.view(-1, blocksize)\n    mid = (code[1:] + code[:-1]) / 2\n    return torch.bucketize(x, mid), blocks.abs().amax(dim=1)\n",
+        ],
+        "q4": [
+            # first index in the low nibble
+            "def pack_pairs(idx):\n    return (idx[1::2] * 16 + idx[0::2]).to(torch.uint8)\n",
+            # forgets to combine: keeps one index per byte
+            "def pack_pairs(idx):\n    return idx[0::2].to(torch.uint8)\n",
+        ],
+    },
+    "03_double_quant": {
+        "q1": [
+            # counts the second-level constants as 8-bit too
+            "def constant_bits(blocksize, blocksize2=None):\n    if blocksize2 is None:\n        return 32 / blocksize\n    return 8 / blocksize + 8 / (blocksize * blocksize2)\n",
+            # forgets the second-level constants
+            "def constant_bits(blocksize, blocksize2=None):\n    return 32 / blocksize if blocksize2 is None else 8 / blocksize\n",
+        ],
+        "q2": [
+            # does not centre: offset left in the values
+            "def centre_and_scale(absmax, blocksize=256):\n    blocks = absmax.view(-1, blocksize)\n    a2 = blocks.abs().amax(dim=1)\n    return (blocks / a2[:, None]).reshape(-1), a2, absmax.mean()\n",
+            # one scale for all blocks
+            "def centre_and_scale(absmax, blocksize=256):\n    off = absmax.mean()\n    c = absmax - off\n    a2 = c.abs().max().repeat(absmax.numel() // blocksize)\n    return c / c.abs().max(), a2, off\n",
+        ],
+        "q3": [
+            # the farthest instead of the nearest
+            "def nearest_index(scaled, code):\n    return (scaled[:, None] - code[None, :]).abs().argmax(dim=1)\n",
+            # first code value at or above: rounds up, not to the nearest
+            "def nearest_index(scaled, code):\n    return torch.searchsorted(code, scaled).clamp(max=code.numel() - 1)\n",
+        ],
+    },
 }

@@ -105,10 +105,11 @@ Re-train (writes this folder; the numbers above come from this exact command):
 
 ## What it can and cannot do
 
-It continues stories of its world and can look back in its context for a fact it was told (the corpus
-repeats facts later in each story). It has never seen a question or an answer: on the course's
-instruction task (`qlora_course.data.make_task_data`) its exact-match accuracy is near zero until it is
-fine-tuned (lesson 5 does it with QLoRA).
+It continues stories of its world with the right kind of word in each slot (a city after "lives in",
+a pet after "has a"). It is too small and too briefly trained to look facts up in its context
+reliably, and it has never seen a question: on the course's instruction task
+(`qlora_course.data.make_task_data`) its exact-match accuracy is zero until it is fine-tuned (see the
+fine-tuning check below; lesson 5 does it with QLoRA).
 
 ## How normal are the weights? (what lesson 2 quantizes)
 

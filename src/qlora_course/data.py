@@ -4,18 +4,21 @@ Everything happens in a small made-up world of people, each with a city, a job, 
 colour and a favourite food.
 
 - The **pretraining corpus** (:func:`make_corpus`) is short stories: a few people are introduced fact by
-  fact, in varied phrasings, and later sentences mention those facts again ("Mira walked the cat
-  through Oslo."). A model that predicts this text well must learn English-like syntax *and* to look
-  back in its context for what it was told about a person.
-- The **instruction task** (:func:`make_task_data`) is reading comprehension in a prompt-completion
-  format the corpus never uses::
+  fact, in varied phrasings ("Mira lives in Oslo.", "The pet of Tom is a dog."), and some facts are
+  mentioned again later ("Mira walked home through Oslo."). Predicting it well takes English-like
+  syntax and knowing which words fill which slots: cities, jobs, pets, colours, foods.
+- The **instruction task** (:func:`make_task_data`) asks, in a prompt-completion format the corpus never
+  uses, what kind of fact a word of a story states::
 
-      prompt:     "Text: Mira lives in Oslo. Tom has a dog. Mira works as a baker.\\nQuestion: What pet does Tom have?\\nAnswer:"
-      completion: " dog"
+      prompt:     "Text: Mira lives in Oslo. Tom has a dog.\nQuestion: Is Oslo a home, job, pet, colour or food?\nAnswer:"
+      completion: " home"
 
-  The pretrained model has the skill (find a fact in context) but not the format: it continues the
-  story instead of answering, so its exact-match accuracy is near zero. A LoRA fine-tune on the train
-  split teaches the format in a few minutes on a CPU. That is the situation instruction tuning is for.
+  The pretrained model knows the words (they fill different slots in its corpus) but not the format:
+  it continues the story instead of answering, so its exact-match accuracy is zero. A LoRA fine-tune on
+  the train split teaches the format and the mapping in under a minute on a CPU. That is the
+  situation instruction tuning is for. (A harder reading-comprehension task, "What pet does Tom
+  have?", was tried first: the course model cannot look facts up in its context reliably, and neither
+  LoRA nor full fine-tuning taught it to within minutes.)
 
 Same seed, same text: the generators use only :class:`random.Random` seeded by the caller.
 """
@@ -77,7 +80,7 @@ FILLER = ("The day was warm.", "It rained all morning.", "The streets were quiet
 FRIENDS = ("{n} and {m} are friends.", "{n} met {m} at the market.", "{n} wrote a letter to {m}.")
 
 # The task asks about one fact, in a format the corpus never contains.
-QUESTIONS = {
+QUESTIONS = {  # reading-comprehension questions (see the module docstring); kept for experiments
     "city": "Where does {n} live?",
     "job": "What is the job of {n}?",
     "pet": "What pet does {n} have?",
@@ -136,39 +139,58 @@ def make_corpus(n_docs: int, seed: int = 0) -> list[str]:
     return [make_story(rng) for _ in range(n_docs)]
 
 
-def format_example(text: str, question: str) -> str:
-    """The task's prompt: the text, the question and the cue ``Answer:`` (the completion follows)."""
-    return f"Text: {text}\nQuestion: {question}\nAnswer:"
+# The answer of the task: which kind of fact a word states. Each answer is one token of the course
+# tokenizer and a word the corpus uses ("home" is where a person lives).
+KINDS = {"home": CITIES, "job": JOBS, "pet": PETS, "colour": COLOURS, "food": FOODS}
 
 
-def make_task_examples(n: int, seed: int = 0, people: tuple[int, int] = (2, 3)) -> list[dict]:
-    """``n`` distinct examples ``{"prompt", "completion", "attribute"}``; completions start with a space.
+def format_example(text: str, word: str) -> str:
+    """The task's prompt: a story, the question about one of its words and the cue ``Answer:``."""
+    return f"Text: {text}\nQuestion: Is {word} a home, job, pet, colour or food?\nAnswer:"
 
-    Each text introduces ``people`` (a range) people with 1-3 facts each; the question asks for one
-    fact that the text states.
+
+def make_task_examples(n: int, seed: int = 0, words: set[str] | None = None, exclude: set[str] = frozenset()
+                       ) -> list[dict]:
+    """``n`` distinct examples ``{"prompt", "completion", "word"}``; completions start with a space.
+
+    Each prompt is a short story (1-2 people, 1-3 facts each, as in the corpus) and asks what kind of
+    word one of its words is; the answer is one of ``name``, ``city``, ``job``, ``pet``, ``colour``,
+    ``food``. ``words`` restricts the asked word to that set; prompts in ``exclude`` are skipped.
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
+    kind_of = {w: kind for kind, ws in KINDS.items() for w in ws}
     rng = random.Random(f"task-{seed}")
-    out, seen = [], set()
+    out, seen = [], set(exclude)
+    tries = 0
     while len(out) < n:
-        group = make_world(rng, rng.randint(*people))
+        tries += 1
+        if tries > 100 * n:
+            raise ValueError(f"could not make {n} distinct examples from the allowed words")
+        group = make_world(rng, rng.randint(1, 2))
         sentences, told = _fact_sentences(rng, group, (1, 3))
-        p, a = rng.choice(told)
-        prompt = format_example(" ".join(sentences), QUESTIONS[a].format(n=p.name))
+        candidates = sorted({p.facts[a] for p, a in told})
+        if words is not None:
+            candidates = [w for w in candidates if w in words]
+        if not candidates:
+            continue
+        kinds = sorted({kind_of[w] for w in candidates})
+        kind = rng.choice(kinds)  # each kind about equally often, whatever the story mentions most
+        word = rng.choice([w for w in candidates if kind_of[w] == kind])
+        prompt = format_example(" ".join(sentences), word)
         if prompt in seen:
             continue
         seen.add(prompt)
-        out.append({"prompt": prompt, "completion": " " + p.facts[a], "attribute": a})
+        out.append({"prompt": prompt, "completion": " " + kind_of[word], "word": word})
     return out
 
 
 def make_task_data(n_train: int = 2000, n_validation: int = 200, n_test: int = 200, seed: int = 0):
     """The course task as a ``datasets.DatasetDict`` with disjoint ``train``/``validation``/``test`` splits.
 
-    Columns: ``prompt`` (str), ``completion`` (str, a single word after a space) and ``attribute`` (which
-    fact is asked). Prompt-completion is the format TRL's ``SFTTrainer`` trains with the loss on the
-    completion only.
+    Columns: ``prompt`` (str), ``completion`` (str: a space and one word, the kind of fact) and ``word``
+    (the word asked about). No prompt appears twice, within or across splits. Prompt-completion is the
+    format TRL's ``SFTTrainer`` trains with the loss on the completion only.
     """
     from datasets import Dataset, DatasetDict
 

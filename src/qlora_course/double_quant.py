@@ -50,7 +50,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["LUT_SIZE", "dynamic_map", "quantize_blockwise_8bit", "dequantize_blockwise_8bit", "double_quantize",
-           "dequantize_absmax", "constant_bits_per_parameter"]
+           "dequantize_absmax", "constant_bits_per_parameter", "quantized_llama_bytes"]
 
 LUT_SIZE = 65536  # grid points of bitsandbytes' CPU lookup table for 8-bit blockwise quantization
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -268,3 +268,26 @@ def constant_bits_per_parameter(blocksize: int = 64, blocksize2: int = 256, doub
         return 32 / blocksize
     _check_blocksize(blocksize2, "blocksize2")
     return 8 / blocksize + 32 / (blocksize * blocksize2)
+
+
+def quantized_llama_bytes(config, blocksize: int = 64, blocksize2: int = 256, double: bool = True) -> dict:
+    """Bytes of a Llama (a ``LlamaConfig``) stored the QLoRA way: the decoder's linear weights in 4 bits
+    plus their constants, everything else (embeddings, ``lm_head``, norms) in 16 bits.
+
+    Returns ``{"linear_params", "other_params", "weights_4bit", "constants", "other_16bit", "total"}``
+    (counts, then bytes). Constants: ``constant_bits_per_parameter`` per linear weight (the per-tensor
+    offset and code are left out).
+    """
+    from .lora import llama_linear_shapes
+
+    per_layer = sum(i * o for i, o in llama_linear_shapes(config).values())
+    linear = per_layer * config.num_hidden_layers
+    h, v = config.hidden_size, config.vocab_size
+    embeddings = v * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    norms = h * (2 * config.num_hidden_layers + 1)
+    other = embeddings + norms
+    out = {"linear_params": linear, "other_params": other, "weights_4bit": linear * 4 / 8,
+           "constants": linear * constant_bits_per_parameter(blocksize, blocksize2, double) / 8,
+           "other_16bit": other * 2}
+    out["total"] = out["weights_4bit"] + out["constants"] + out["other_16bit"]
+    return out

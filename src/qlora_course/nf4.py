@@ -81,10 +81,6 @@ def _check_input(x: torch.Tensor) -> None:
         raise ValueError(f"expected float32, float16 or bfloat16 values, got {x.dtype}")
     if x.numel() == 0:
         raise ValueError("cannot quantize an empty tensor")
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).sum().item()
-        raise ValueError(f"cannot quantize non-finite values: {bad} NaN or infinite entries; "
-                         "a single one would make its block's absmax NaN or infinite")
 
 
 def pack_4bit(idx: torch.Tensor) -> torch.Tensor:
@@ -121,13 +117,19 @@ def quantize_blockwise_4bit(x: torch.Tensor, code: torch.Tensor, blocksize: int 
         tail_max = flat[full:].abs().max().clamp(min=_MIN_ABSMAX)
         absmax = torch.cat([absmax, tail_max[None]])
         scaled = torch.cat([scaled, (flat[full:] / tail_max).clamp(-1, 1)])
+    if not torch.isfinite(absmax).all():  # a NaN or infinity anywhere makes its block's absmax one too
+        bad = (~torch.isfinite(flat)).sum().item()
+        raise ValueError(f"cannot quantize non-finite values: {bad} NaN or infinite entries; "
+                         "a single one would make its block's absmax NaN or infinite")
     if n % 2:
         scaled = torch.cat([scaled, scaled.new_zeros(1)])
     # nearest code value: sort the code, compare with the midpoints between neighbours
     values, order = code.float().sort()
     midpoints = (values[:-1] + values[1:]) / 2
-    nearest = torch.bucketize(scaled, midpoints)  # on a midpoint: the lower value
-    return pack_4bit(order[nearest]), absmax
+    nearest = torch.bucketize(scaled, midpoints, out_int32=True)  # on a midpoint: the lower value
+    if not torch.equal(order, torch.arange(order.numel())):  # FP4 lists its values out of order
+        nearest = order.to(torch.int32)[nearest]
+    return pack_4bit(nearest), absmax
 
 
 def dequantize_blockwise_4bit(packed: torch.Tensor, absmax: torch.Tensor, shape, code: torch.Tensor,

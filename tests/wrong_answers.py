@@ -37,8 +37,8 @@ WRONG = {
         "q2": [
             # symmetric 8 + 8 code without an exact zero
             "def normal_float_code(offset=0.9677083):\n    pos = torch.special.ndtri(torch.linspace(offset, 0.5, 9)[:-1].double())\n    v = torch.cat([pos, -pos]).float().sort().values\n    return v / v.max()\n",
-            # quantiles in float32: close, but not bit for bit
-            "def normal_float_code(offset=0.9677083):\n    pos = torch.special.ndtri(torch.linspace(offset, 0.5, 9)[:-1])\n    neg = -torch.special.ndtri(torch.linspace(offset, 0.5, 8)[:-1])\n    v = torch.cat([pos, torch.zeros(1), neg]).sort().values\n    return v / v.max()\n",
+            # forgets to rescale: the raw quantiles, from -1.85 to 1.85
+            "def normal_float_code(offset=0.9677083):\n    pos = torch.special.ndtri(torch.linspace(offset, 0.5, 9)[:-1].double())\n    neg = -torch.special.ndtri(torch.linspace(offset, 0.5, 8)[:-1].double())\n    return torch.cat([pos, torch.zeros(1, dtype=torch.float64), neg]).float().sort().values\n",
         ],
         "q3": [
             # one absmax for the whole tensor instead of per block

@@ -4,6 +4,8 @@ One module per idea, in the order the lessons meet them:
 
 - :mod:`qlora_course.lowrank`  -- SVD and the best rank-r approximation (lesson 1)
 - :mod:`qlora_course.lora`     -- a LoRA / rsLoRA / DoRA linear layer and parameter counting (lesson 1)
+- :mod:`qlora_course.nf4`      -- NF4 (and FP4, Int4) blockwise 4-bit quantization, bit for bit as bitsandbytes (lesson 2)
+- :mod:`qlora_course.double_quant` -- the 8-bit dynamic map and double quantization of the constants (lesson 3)
 - :mod:`qlora_course.toy`      -- the small MLP and synthetic tasks lesson 1 fine-tunes in seconds
 - :mod:`qlora_course.data`     -- the generated corpus and instruction task (the offline default data)
 - :mod:`qlora_course.models`   -- the course's own small Llama (shipped in ``assets/``), perplexity, weight normality

@@ -264,3 +264,22 @@ def test_lora_learns_the_task_in_minutes(tokenizer, data):
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10, "the completion loss must fall"
     acc = exact_match(m, tokenizer, data["test"], limit=100, progress=False).accuracy
     assert acc >= 0.80, f"LoRA reached only {acc:.0%} exact match"
+
+
+def test_evaluating_a_4bit_model_leaves_it_trainable(tokenizer, data):
+    """On AVX512-BF16 CPUs bitsandbytes repacks a 4-bit layer for a kernel without backward the first
+    time it runs in eval mode without grad; our evaluation must not trigger that, or a LoRA fine-tune
+    after a baseline evaluation would silently get no gradients."""
+    from peft import LoraConfig, get_peft_model
+
+    m, tok = load_model_and_tokenizer("course-tiny", quantization="nf4", compute_dtype=torch.float32)
+    exact_match(m, tok, data["test"], limit=4, progress=False)
+    perplexity(m, tok, ["Mira lives in Oslo."], progress=False)
+    assert not any(getattr(getattr(mod, "weight", None), "quant_state", None) is not None
+                   and getattr(mod.weight.quant_state, "packing_format_for_cpu", False) for mod in m.modules())
+    m = get_peft_model(m, LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    m.train()
+    enc = tok(["Mira lives in Oslo."], return_tensors="pt")
+    m(**enc, labels=enc["input_ids"]).loss.backward()
+    grads = [p.grad for n, p in m.named_parameters() if "lora_B" in n]  # (A's is 0 while B starts at 0)
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), "LoRA got no gradients"

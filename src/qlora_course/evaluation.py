@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["EvalResult", "generate_completions", "exact_match"]
+__all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match"]
+
+
+@contextmanager
+def bnb_training_path(model):
+    """Keep bitsandbytes' 4-bit layers of ``model`` on their dequantize-then-matmul path while evaluating.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 switches a ``Linear4bit`` in eval mode, given an input
+    that needs no gradient, to a fused bfloat16 kernel and *repacks its weight in place for good*. That
+    kernel has no backward: a LoRA fine-tune run on the model afterwards silently gets no gradients.
+    Marking just those layers as training (they have no dropout, so nothing else changes) avoids the
+    switch and gives the same numbers on every CPU. Other modules keep their mode.
+    """
+    layers = [m for m in model.modules()
+              if type(m).__module__.startswith("bitsandbytes") and hasattr(getattr(m, "weight", None), "quant_state")]
+    modes = [m.training for m in layers]
+    for m in layers:
+        m.training = True
+    try:
+        yield model
+    finally:
+        for m, mode in zip(layers, modes):
+            m.training = mode
 
 
 @dataclass
@@ -44,12 +67,13 @@ def generate_completions(model, tokenizer, prompts: list[str], batch_size: int =
     tokenizer.padding_side = "left"
     out = []
     try:
-        for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
-            enc = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
-            gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            out += [t.split("\n")[0].strip() for t in texts]
+        with bnb_training_path(model):
+            for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
+                enc = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
+                gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                out += [t.split("\n")[0].strip() for t in texts]
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

@@ -114,13 +114,16 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
 
     if not texts:
         raise ValueError("perplexity needs at least one text")
+    from .evaluation import bnb_training_path
+
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress, leave=False):
         batch = [t + tokenizer.eos_token for t in texts[start:start + batch_size]]
         enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
-        logits = model(**enc).logits.float()
+        with bnb_training_path(model):  # see there: keeps a 4-bit model trainable afterwards
+            logits = model(**enc).logits.float()
         labels = enc["input_ids"][:, 1:]
         mask = enc["attention_mask"][:, 1:].bool()
         nll = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, reduction="none")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from qlora_course.data import make_corpus, make_task_examples  # noqa: E402
+from qlora_course.finetune import warmup_cosine  # noqa: E402
 from qlora_course.models import (COURSE_MODEL_DIR, build_tokenizer, course_model_config,  # noqa: E402
                                  perplexity, weight_normality_report)
 
@@ -40,13 +40,6 @@ def packed_batches(ids: torch.Tensor, seq_len: int, batch_size: int, g: torch.Ge
         for idx in torch.randperm(n_windows, generator=g).split(batch_size):
             if idx.numel() == batch_size:
                 yield windows[idx]
-
-
-def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def model_card(facts: dict, report: list[dict]) -> str:
@@ -170,7 +163,7 @@ def main(argv=None) -> int:
     ema = None
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+            group["lr"] = args.lr * warmup_cosine(step, args.steps, args.warmup)
         x = next(batches)
         loss = model(input_ids=x, labels=x).loss
         opt.zero_grad(set_to_none=True)

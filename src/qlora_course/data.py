@@ -79,16 +79,6 @@ FILLER = ("The day was warm.", "It rained all morning.", "The streets were quiet
           "Nobody was in a hurry.", "The sun came out at last.", "Time went by.")
 FRIENDS = ("{n} and {m} are friends.", "{n} met {m} at the market.", "{n} wrote a letter to {m}.")
 
-# The task asks about one fact, in a format the corpus never contains.
-QUESTIONS = {  # reading-comprehension questions (see the module docstring); kept for experiments
-    "city": "Where does {n} live?",
-    "job": "What is the job of {n}?",
-    "pet": "What pet does {n} have?",
-    "colour": "What is the favourite colour of {n}?",
-    "food": "What does {n} like to eat?",
-}
-
-
 @dataclass(frozen=True)
 class Person:
     """One inhabitant of the world: a name and one value per attribute in :data:`ATTRIBUTES`."""

@@ -17,7 +17,7 @@ import random
 
 import torch
 
-__all__ = ["IGNORE_INDEX", "tokenize_example", "collate", "train_sft"]
+__all__ = ["IGNORE_INDEX", "tokenize_example", "collate", "warmup_cosine", "train_sft"]
 
 IGNORE_INDEX = -100  # the label cross_entropy skips
 
@@ -53,6 +53,14 @@ def collate(examples: list[dict], pad_token_id: int) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def warmup_cosine(step: int, steps: int, warmup: int) -> float:
+    """Learning-rate multiplier at ``step`` (0-based) of ``steps``: linear from 1/warmup to 1 over ``warmup``
+    steps, then a cosine from 1 down to 0.1 at the last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
 def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16, lr: float = 1e-3,
               warmup: int = 10, seed: int = 0, progress: bool = True) -> list[float]:
     """Fine-tune the parameters of ``model`` that require grad on ``dataset`` (``prompt``/``completion``
@@ -77,9 +85,8 @@ def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16,
     model.train()
     bar = tqdm(range(steps), desc="fine-tuning", unit="step", disable=not progress)
     for step in bar:
-        scale = (step + 1) / warmup if step < warmup else 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         for g in opt.param_groups:
-            g["lr"] = lr * scale
+            g["lr"] = lr * warmup_cosine(step, steps, warmup)
         if len(order) < batch_size:
             fresh = list(range(len(examples)))
             rng.shuffle(fresh)

@@ -119,14 +119,14 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress, leave=False):
-        batch = [t + tokenizer.eos_token for t in texts[start:start + batch_size]]
-        enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
-        with bnb_training_path(model):  # see there: keeps a 4-bit model trainable afterwards
+    with bnb_training_path(model):  # see there: keeps a 4-bit model trainable afterwards
+        for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress, leave=False):
+            batch = [t + tokenizer.eos_token for t in texts[start:start + batch_size]]
+            enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
             logits = model(**enc).logits.float()
-        labels = enc["input_ids"][:, 1:]
-        mask = enc["attention_mask"][:, 1:].bool()
-        nll = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, reduction="none")
-        total += nll[mask].sum().item()
-        count += mask.sum().item()
+            labels = enc["input_ids"][:, 1:]
+            mask = enc["attention_mask"][:, 1:].bool()
+            nll = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, reduction="none")
+            total += nll[mask].sum().item()
+            count += mask.sum().item()
     return math.exp(total / count)

@@ -1,0 +1,298 @@
+"""The training-memory estimator against memory measured on CPU, part by part; the 8-bit optimizer
+state against bitsandbytes; the paging simulator; bad input."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
+
+from qlora_course.memory import (LiveBytes, PagingSimulator, activation_items, adamw8bit_state_bytes,
+                                 estimate_training_memory, measure_training_memory, optimizer_state_bytes,
+                                 saved_tensor_bytes, training_trace)
+from qlora_course.models import course_model_path
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PARTS = ["weights", "quant_constants", "lora_weights", "gradients", "optimizer_state", "activations"]
+# a larger random Llama: wider, 32 query heads over 8 key/value heads, a bigger vocabulary
+LARGER = dict(vocab_size=8000, hidden_size=768, intermediate_size=2048, num_hidden_layers=3,
+              num_attention_heads=12, num_key_value_heads=4, tie_word_embeddings=False)
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adamw32bit": bnb.optim.AdamW32bit, "adamw8bit": bnb.optim.AdamW8bit}
+
+
+def _model(method, which, dtype, gc, dropout, r=16):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    torch.manual_seed(0)
+    if method == "qlora":
+        qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(course_model_path(), quantization_config=qc, dtype=dtype,
+                                                     device_map={"": "cpu"})
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        if which == "course":
+            model = AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=dtype)
+        else:
+            model = LlamaForCausalLM(LlamaConfig(**LARGER)).to(dtype)
+        if gc:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    if method != "full":
+        model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout,
+                                                 target_modules=ALL_LINEAR))
+    model.train()
+    return model
+
+
+CASES = [
+    # method, model, dtype, gradient checkpointing, LoRA dropout, optimizer
+    ("full", "course", torch.float32, False, 0.0, "adamw"),
+    ("full", "course", torch.float32, True, 0.0, "adamw"),
+    ("full", "course", torch.bfloat16, False, 0.0, "adamw8bit"),
+    ("lora", "course", torch.float32, False, 0.0, "adamw"),
+    ("lora", "course", torch.float32, False, 0.05, "adamw32bit"),
+    ("lora", "course", torch.bfloat16, False, 0.0, "adamw8bit"),
+    ("lora", "course", torch.bfloat16, True, 0.1, "adamw"),
+    ("qlora", "course", torch.float32, False, 0.0, "adamw"),
+    ("qlora", "course", torch.float32, True, 0.05, "adamw8bit"),
+    ("qlora", "course", torch.bfloat16, True, 0.0, "adamw32bit"),
+    ("full", "larger", torch.float32, False, 0.0, "adamw"),
+    ("full", "larger", torch.bfloat16, True, 0.0, "adamw8bit"),
+    ("lora", "larger", torch.bfloat16, False, 0.05, "adamw"),
+    ("lora", "larger", torch.float32, True, 0.0, "adamw8bit"),
+]
+
+
+@pytest.mark.parametrize("method,which,dtype,gc,dropout,opt", CASES,
+                         ids=[f"{m}-{w}-{str(d)[6:]}-{'gc' if g else 'nogc'}-p{p}-{o}" for m, w, d, g, p, o in CASES])
+def test_estimate_matches_measured_memory_part_by_part(method, which, dtype, gc, dropout, opt):
+    model = _model(method, which, dtype, gc, dropout)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS[opt](trainable, lr=1e-4)
+    batch, seq = 3, 48
+    ids = torch.randint(3, model.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(1))
+    measured = measure_training_memory(model, optimizer, {"input_ids": ids, "labels": ids})
+    est = estimate_training_memory(model.config, method, batch, seq, weight_dtype=dtype, lora_r=16,
+                                   lora_dropout=dropout, optimizer=opt, gradient_checkpointing=gc).as_dict()
+    for part in PARTS:
+        if measured[part] == 0:
+            assert est[part] == 0, part
+        else:
+            assert est[part] == pytest.approx(measured[part], rel=0.10), (part, est[part], measured[part])
+    # without checkpointing the saved tensors are the activations but the logits the model returns
+    if not gc:
+        assert measured["saved_tensors"] < measured["activations"]
+    assert measured["peak"] >= measured["activations"]
+
+
+def test_gradient_checkpointing_keeps_only_layer_inputs():
+    ids = torch.randint(3, 1000, (2, 64), generator=torch.Generator().manual_seed(0))
+    out = {}
+    for gc in (False, True):
+        model = _model("lora", "course", torch.float32, gc, 0.0)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+        out[gc] = measure_training_memory(model, opt, {"input_ids": ids, "labels": ids})["activations"]
+    cfg = model.config
+    assert out[True] < out[False] / 5
+    # what checkpointing still keeps beyond the layer inputs does not depend on the number of layers
+    est = estimate_training_memory(cfg, "lora", 2, 64, weight_dtype=torch.float32, gradient_checkpointing=True)
+    layer_inputs = cfg.num_hidden_layers * cfg.hidden_size * 4 * 2 * 64
+    assert layer_inputs < est.activations < out[False]
+
+
+def test_activation_items_name_what_autograd_saves():
+    cfg = LlamaConfig(**LARGER)
+    full = dict(activation_items(cfg, "full", torch.bfloat16))
+    lora = dict(activation_items(cfg, "lora", torch.bfloat16, lora_dtype=torch.bfloat16))
+    assert full["mlp: gate"] == 2 * 2048 and "down_proj: input (silu(gate) * up)" in full
+    assert not any("input (" in k and "LoRA" not in k for k in lora)       # frozen layers save no inputs
+    assert sum(lora.values()) < sum(full.values())
+    with_dropout = activation_items(cfg, "lora", torch.bfloat16, lora_dropout=0.1)
+    assert sum(b for k, b in with_dropout if "noise" in k) == 4 * (3 * 768 + 768 + 2 * 768 + 2048)
+
+
+@pytest.mark.parametrize("batch,seq", [(1, 128), (4, 128), (2, 512)])
+def test_activations_scale_with_tokens(batch, seq):
+    cfg = LlamaConfig(**LARGER)
+    one = estimate_training_memory(cfg, "lora", 1, seq).activations
+    many = estimate_training_memory(cfg, "lora", batch, seq).activations
+    cos_sin = 2 * 64 * 2 * seq
+    assert many - cos_sin == pytest.approx(batch * (one - cos_sin))
+
+
+def test_the_papers_780_gb_is_sixteen_bit_weights_gradients_and_32_bit_adam():
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
+                      num_attention_heads=64, num_key_value_heads=64)
+    est = estimate_training_memory(cfg, "full", 1, 1, weight_dtype=torch.bfloat16, optimizer="adamw32bit")
+    n = est.details["param_counts"]["total"]
+    assert 65.0e9 < n < 65.5e9
+    assert est.weights + est.gradients + est.optimizer_state == 12 * n
+    assert 780e9 < est.total < 790e9
+    qlora = estimate_training_memory(cfg, "qlora", 1, 512, lora_r=64, optimizer="adamw32bit",
+                                     gradient_checkpointing=True, upcast_non_quantized=False)
+    assert 45e9 < qlora.total < 48.5e9
+
+
+# --------------------------------------------------------------------------------------------------
+# 8-bit optimizer state
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("numel", [1, 100, 4095, 4096, 4097, 30_000, 65_536, 100_001])
+def test_adamw8bit_state_bytes_equal_bitsandbytes(numel):
+    p = torch.nn.Parameter(torch.randn(numel))
+    opt = bnb.optim.AdamW8bit([p], lr=1e-3)
+    p.grad = torch.randn_like(p)
+    opt.step()
+    state = opt.state[p]
+    per_tensor = sum(t.numel() * t.element_size() for k, t in state.items()
+                     if isinstance(t, torch.Tensor) and not k.startswith("qmap"))
+    assert adamw8bit_state_bytes(numel) == per_tensor
+    if numel >= 4096:
+        assert state["state1"].dtype == torch.uint8 and state["absmax1"].numel() == math.ceil(numel / 256)
+    else:
+        assert state["state1"].dtype == torch.float32
+
+
+def test_optimizer_state_bytes_torch_adamw_follows_parameter_dtype():
+    for dtype in (torch.float32, torch.bfloat16):
+        ps = [torch.nn.Parameter(torch.randn(n, dtype=dtype)) for n in (10, 5000)]
+        opt = torch.optim.AdamW(ps)
+        for p in ps:
+            p.grad = torch.randn_like(p)
+        opt.step()
+        measured = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values())
+        assert optimizer_state_bytes([10, 5000], "adamw", torch.finfo(dtype).bits // 8) == measured
+
+
+def test_paged_optimizers_fall_back_on_cpu_with_a_warning():
+    p = torch.nn.Parameter(torch.randn(5000))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt = bnb.optim.PagedAdamW8bit([p], lr=1e-3)
+        p.grad = torch.randn_like(p)
+        opt.step()
+    assert any("Paged optimizers are not supported on CPU" in str(w.message) for w in caught)
+    assert opt.state[p]["state1"].dtype == torch.uint8
+
+
+# --------------------------------------------------------------------------------------------------
+# measuring tools
+# --------------------------------------------------------------------------------------------------
+
+def test_live_bytes_follows_allocations_and_frees():
+    keep = torch.zeros(10)
+    with LiveBytes(exclude=[keep]) as meter:
+        a = torch.ones(1000)                     # 4,000 bytes
+        b = a * 2                                # 4,000 more
+        t = keep + 1                             # 40 bytes
+        del t
+        assert meter.now() == 8000
+        del b
+        assert meter.now() == 4000
+        c = a.view(10, 100)                      # a view allocates nothing
+        assert meter.now() == 4000
+    assert meter.peak == 8040 and c.shape == (10, 100)
+
+
+def test_saved_tensor_bytes_excludes_parameters():
+    lin = torch.nn.Linear(100, 50, bias=False)
+    x = torch.randn(8, 100, requires_grad=True)
+    with saved_tensor_bytes(exclude=list(lin.parameters())) as saved:
+        lin(x).sum().backward()
+    assert saved["bytes"] == x.numel() * 4
+
+
+# --------------------------------------------------------------------------------------------------
+# paging
+# --------------------------------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def _spike(paged, prefetch=True):
+    trace = training_trace(steps=4, weights=400 * MIB, optimizer_state=300 * MIB, activations=200 * MIB,
+                           spike_step=2, spike_factor=2.5)
+    sim = PagingSimulator(budget_bytes=1000 * MIB, page_bytes=2 * MIB, bandwidth=25e9, paged=paged, prefetch=prefetch)
+    return sim.run(trace, weights=400 * MIB, optimizer_state=300 * MIB)
+
+
+def test_spike_is_out_of_memory_without_paging():
+    r = _spike(paged=False)
+    assert r.oom and r.labels[r.oom_at] == "step 2 forward/backward"
+    assert r.device_used[r.oom_at] == 400 * MIB + 500 * MIB + 300 * MIB
+
+
+def test_paging_gets_through_the_spike_and_says_what_it_cost():
+    r = _spike(paged=True)
+    assert not r.oom and r.peak_device <= 1000 * MIB
+    # the spike needs 900 MiB, leaving room for 50 of the 150 state pages: 100 pages go out and come back
+    assert r.bytes_to_host == r.bytes_to_device == 100 * 2 * MIB
+    assert r.transfer_seconds == pytest.approx(r.bytes_moved / 25e9)
+    quiet = PagingSimulator(1000 * MIB).run(training_trace(4, 400 * MIB, 300 * MIB, 200 * MIB),
+                                             400 * MIB, 300 * MIB)
+    assert quiet.bytes_moved == 0 and quiet.transfer_seconds == 0
+
+
+def test_page_faults_cost_more_than_prefetch():
+    pre, faulting = _spike(paged=True), _spike(paged=True, prefetch=False)
+    assert pre.page_faults == 0 and faulting.page_faults == 100
+    assert faulting.bytes_moved == pre.bytes_moved
+    assert faulting.transfer_seconds > pre.transfer_seconds
+
+
+def test_paging_cannot_help_when_activations_alone_do_not_fit():
+    trace = training_trace(2, 400 * MIB, 100 * MIB, 700 * MIB)
+    r = PagingSimulator(1000 * MIB).run(trace, 400 * MIB, 100 * MIB)
+    assert r.oom and r.oom_at == 0
+
+
+# --------------------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(method="prefix"), "unknown method"),
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(seq_len=-5), "seq_len must be a positive integer"),
+    (dict(seq_len=2.5), "seq_len must be a positive integer"),
+    (dict(optimizer="sgd"), "unknown optimizer"),
+    (dict(lora_targets=["qkv"]), "unknown Llama linear layer"),
+    (dict(blocksize=100), "block"),
+    (dict(lora_dropout=1.0), "lora_dropout"),
+])
+def test_estimator_rejects_bad_input(kwargs, match):
+    cfg = LlamaConfig(**LARGER)
+    kw = dict(method="qlora", batch_size=1, seq_len=16) | kwargs
+    with pytest.raises(ValueError, match=match):
+        estimate_training_memory(cfg, **kw)
+
+
+def test_estimator_rejects_a_config_that_is_not_a_llama():
+    with pytest.raises(ValueError, match="Llama config"):
+        estimate_training_memory(object(), "lora", 1, 16)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(budget_bytes=MIB, page_bytes=2 * MIB), "at least one page"),
+    (dict(budget_bytes=0), "at least one page"),
+    (dict(budget_bytes=10 * MIB, page_bytes=0), "page_bytes must be a positive integer"),
+    (dict(budget_bytes=10 * MIB, bandwidth=0), "bandwidth"),
+])
+def test_simulator_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PagingSimulator(**kwargs)
+
+
+def test_trace_rejects_bad_input():
+    with pytest.raises(ValueError, match="steps"):
+        training_trace(0, 1, 1, 1)
+    with pytest.raises(ValueError, match="activations"):
+        training_trace(3, 1, 1, -1)
+    with pytest.raises(ValueError, match="spike_step"):
+        training_trace(3, 1, 1, 1, spike_step=3)

@@ -73,4 +73,26 @@ WRONG = {
             "def nearest_index(scaled, code):\n    return torch.searchsorted(code, scaled).clamp(max=code.numel() - 1)\n",
         ],
     },
+    "04_memory": {
+        "q1": [
+            # forgets grouped-query attention: k and v as wide as q
+            "def llama_param_count(config):\n    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size\n    per_layer = 4 * h * h + 3 * h * i + 2 * h\n    return config.num_hidden_layers * per_layer + 2 * v * h + h\n",
+            # forgets the norms and always counts two embedding matrices
+            "def llama_param_count(config):\n    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size\n    kv = config.num_key_value_heads * (h // config.num_attention_heads)\n    return config.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * i) + 2 * v * h\n",
+        ],
+        "q2": [
+            # one hidden state per token for the whole model, not per layer
+            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return batch_size * seq_len * config.hidden_size * bytes_per_value\n",
+            # the intermediate (MLP) width instead of the hidden size
+            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * batch_size * seq_len * config.intermediate_size * bytes_per_value\n",
+        ],
+        "q3": [
+            # forgets the absmax of each block
+            "def adamw8bit_bytes(numel):\n    return 8 * numel if numel < 4096 else 2 * numel\n",
+            # rounds the number of blocks down
+            "def adamw8bit_bytes(numel):\n    return 8 * numel if numel < 4096 else 2 * numel + 8 * (numel // 256)\n",
+            # no 32-bit fallback for small tensors
+            "def adamw8bit_bytes(numel):\n    import math\n    return 2 * numel + 8 * math.ceil(numel / 256)\n",
+        ],
+    },
 }

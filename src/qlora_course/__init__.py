@@ -12,6 +12,7 @@ One module per idea, in the order the lessons meet them:
 - :mod:`qlora_course.profiles` -- one place that maps a profile (``course-tiny``, ``colab-t4``, ...) to model and data
 - :mod:`qlora_course.evaluation` -- exact match with batched greedy generation
 - :mod:`qlora_course.finetune` -- completion-only supervised fine-tuning by hand (what SFTTrainer does)
+- :mod:`qlora_course.memory`   -- training memory: the estimator, CPU measurement, 8-bit optimizer state, paging (lesson 4)
 - :mod:`qlora_course.notebook` -- the setup every notebook runs first (versions, seed, device, dtype)
 - :mod:`qlora_course.grading`  -- where the public exercise tests live
 - :mod:`qlora_course.report`   -- key figures a notebook records for the course summary

@@ -62,12 +62,14 @@ def warmup_cosine(step: int, steps: int, warmup: int) -> float:
 
 
 def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16, lr: float = 1e-3,
-              warmup: int = 10, seed: int = 0, progress: bool = True) -> list[float]:
+              warmup: int = 10, seed: int = 0, progress: bool = True, optimizer=None) -> list[float]:
     """Fine-tune the parameters of ``model`` that require grad on ``dataset`` (``prompt``/``completion``
     columns) for ``steps`` AdamW steps; returns the loss of every step.
 
     Batches are drawn by a seeded shuffle, epoch after epoch. The learning rate rises linearly for
-    ``warmup`` steps, then follows a cosine to 10% of ``lr``.
+    ``warmup`` steps, then follows a cosine to 10% of ``lr``. ``optimizer`` is a class called as
+    ``optimizer(params, lr=lr, weight_decay=0.0)`` (default ``torch.optim.AdamW``; bitsandbytes'
+    ``AdamW8bit`` or ``PagedAdamW`` fit too).
     """
     from tqdm.auto import tqdm
 
@@ -80,7 +82,7 @@ def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16,
     rng = random.Random(seed)
     order: list[int] = []
     device = next(model.parameters()).device
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = (optimizer or torch.optim.AdamW)(params, lr=lr, weight_decay=0.0)
     losses = []
     model.train()
     bar = tqdm(range(steps), desc="fine-tuning", unit="step", disable=not progress)

@@ -95,4 +95,24 @@ WRONG = {
             "def adamw8bit_bytes(numel):\n    import math\n    return 2 * numel + 8 * math.ceil(numel / 256)\n",
         ],
     },
+    "05_qlora_finetune": {
+        "q1": [
+            # forgets the EOS: the model never learns to stop
+            "def completion_only_example(tokenizer, prompt, completion):\n    p = tokenizer(prompt)['input_ids']\n    c = tokenizer(completion, add_special_tokens=False)['input_ids']\n    return {'input_ids': p + c, 'labels': [-100] * len(p) + c}\n",
+            # trains on the prompt as well
+            "def completion_only_example(tokenizer, prompt, completion):\n    ids = tokenizer(prompt)['input_ids'] + tokenizer(completion, add_special_tokens=False)['input_ids'] + [tokenizer.eos_token_id]\n    return {'input_ids': ids, 'labels': list(ids)}\n",
+        ],
+        "q2": [
+            # bitsandbytes' default 4-bit type, FP4
+            "def qlora_bnb_config(compute_dtype):\n    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)\n",
+            # no double quantization, compute dtype left at its default
+            "def qlora_bnb_config(compute_dtype):\n    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')\n",
+        ],
+        "q3": [
+            # keeps lm_head
+            "def lora_target_modules(model):\n    return sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})\n",
+            # attention only
+            "def lora_target_modules(model):\n    return ['k_proj', 'o_proj', 'q_proj', 'v_proj']\n",
+        ],
+    },
 }

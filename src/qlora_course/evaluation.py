@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match"]
+__all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match", "completion_loss"]
 
 
 @contextmanager
@@ -95,3 +95,33 @@ def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens:
     preds = generate_completions(model, tokenizer, prompts, batch_size, max_new_tokens, progress, desc="exact match")
     acc = sum(p == r for p, r in zip(preds, refs)) / n
     return EvalResult(acc, preds, refs, prompts)
+
+
+@torch.no_grad()
+def completion_loss(model, tokenizer, dataset, batch_size: int = 16, limit: int | None = None) -> float:
+    """Mean cross-entropy per completion token (EOS included) of ``dataset``'s ``completion`` given its
+    ``prompt``: the held-out measure for data sets where exact match means nothing (open-ended chat)."""
+    from .finetune import collate, tokenize_example
+
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise ValueError("the data set is empty")
+    examples = [tokenize_example(tokenizer, dataset[i]["prompt"], dataset[i]["completion"]) for i in range(n)]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        with bnb_training_path(model):
+            for start in range(0, n, batch_size):
+                batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size],
+                                                              tokenizer.pad_token_id).items()}
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                labels = batch["labels"][:, 1:]
+                loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                                         labels.reshape(-1), ignore_index=-100, reduction="sum")
+                total += loss.item()
+                count += int((labels != -100).sum())
+    finally:
+        model.train(was_training)
+    return total / count

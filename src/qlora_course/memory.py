@@ -478,7 +478,8 @@ def measure_training_memory(model, optimizer, batch: dict, trainable_is_adapter:
     - ``activations``: the bytes created by the forward pass and still alive when it ends
       (:class:`LiveBytes`), which works with gradient checkpointing too; ``saved_tensors`` the
       saved-tensor hooks' count for comparison; ``peak`` the most bytes alive during forward and
-      backward on top of the parameters.
+      backward on top of the parameters; ``step_peak`` the peak of the whole step (parameters,
+      constants and optimizer state plus ``peak``), what ``torch.cuda.max_memory_allocated`` reports.
     """
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
@@ -508,6 +509,10 @@ def measure_training_memory(model, optimizer, batch: dict, trainable_is_adapter:
         "saved_tensors": saved["bytes"],
         "peak": meter.peak,
     }
+    # the step's peak: what lives through the step (parameters, constants, optimizer state) plus the
+    # most that was alive on top during forward and backward (activations, gradients, temporaries)
+    result["step_peak"] = (result["weights"] + result["quant_constants"] + result["lora_weights"]
+                           + result["optimizer_state"] + meter.peak)
     optimizer.zero_grad(set_to_none=True)
     return result
 

@@ -3,13 +3,15 @@
 #   make test       unit tests + notebook tests (what CI runs)
 #   make course     execute every solution notebook; executed copies and SUMMARY.md in course-output/
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
+#   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files: grades/gradebook.csv + feedback
+#   make slides     lecture notes -> reveal.js slide decks in build/slides/
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test course notebooks check-notebooks clean
+.PHONY: setup test course notebooks check-notebooks grade slides clean
 
 setup: $(STAMP)
 
@@ -30,5 +32,17 @@ notebooks: $(STAMP)
 check-notebooks: $(STAMP)
 	$(BIN)/python tools/build_notebooks.py --check
 
+GRADES ?= grades
+TIMEOUT ?= 600
+JOBS ?= 1
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions [GRADES=grades TIMEOUT=600 JOBS=1]"; exit 2; }
+	$(BIN)/python tools/build_notebooks.py
+	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --out "$(GRADES)" --timeout $(TIMEOUT) --jobs $(JOBS)
+
+slides: $(STAMP)
+	$(BIN)/python tools/build_slides.py
+
 clean:
-	rm -rf build course-output .pytest_cache
+	rm -rf build course-output grades .pytest_cache

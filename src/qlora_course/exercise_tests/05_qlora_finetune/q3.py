@@ -2,7 +2,7 @@ OK_FORMAT = True
 
 test = {   'name': 'q3',
     'points': 1,
-    'suites': [   {   'cases': [   {   'code': '>>> _t = lora_target_modules(model)\n'
+    'suites': [   {   'cases': [   {   'code': '>>> _t = lora_target_modules(load_base())\n'
                                                ">>> assert 'lm_head' not in _t, 'lm_head is not adapted'\n"
                                                ">>> assert {'q_proj', 'v_proj'} <= set(_t) and len(_t) == len(set(_t)), 'distinct short names'\n",
                                        'hidden': False,

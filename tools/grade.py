@@ -163,6 +163,8 @@ def _split_by_question(output: str) -> dict[str, str]:
 def grade_all(submissions: Path, out: Path, timeout: float = 600, jobs: int = 1, assign_dir: Path = ASSIGN,
               progress: bool = True) -> list[Result]:
     """Grade every submission under ``submissions``; write ``out/gradebook.csv`` and ``out/feedback/``."""
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"submissions folder {submissions} does not exist")
     lessons = {p.name for p in assign_dir.iterdir() if (p / "autograder").is_dir()} if assign_dir.is_dir() else set()
     if not lessons:
         raise FileNotFoundError(f"no autograders in {assign_dir}: run `make notebooks` first")

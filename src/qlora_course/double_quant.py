@@ -278,14 +278,10 @@ def quantized_llama_bytes(config, blocksize: int = 64, blocksize2: int = 256, do
     (counts, then bytes). Constants: ``constant_bits_per_parameter`` per linear weight (the per-tensor
     offset and code are left out).
     """
-    from .lora import llama_linear_shapes
+    from .lora import llama_param_counts
 
-    per_layer = sum(i * o for i, o in llama_linear_shapes(config).values())
-    linear = per_layer * config.num_hidden_layers
-    h, v = config.hidden_size, config.vocab_size
-    embeddings = v * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
-    norms = h * (2 * config.num_hidden_layers + 1)
-    other = embeddings + norms
+    counts = llama_param_counts(config)
+    linear, other = counts["linear"], counts["embeddings"] + counts["norms"]
     out = {"linear_params": linear, "other_params": other, "weights_4bit": linear * 4 / 8,
            "constants": linear * constant_bits_per_parameter(blocksize, blocksize2, double) / 8,
            "other_16bit": other * 2}

@@ -32,6 +32,7 @@ __all__ = [
     "count_parameters",
     "lora_param_count",
     "llama_linear_shapes",
+    "llama_param_counts",
     "lora_trainable_params",
     "TARGET_SETS",
 ]
@@ -297,6 +298,19 @@ def llama_linear_shapes(config) -> dict[str, tuple[int, int]]:
         "up_proj": (h, i),
         "down_proj": (i, h),
     }
+
+
+def llama_param_counts(config) -> dict[str, int]:
+    """Parameter counts of a Llama from a ``LlamaConfig``: ``{"linear", "embeddings", "norms", "total"}``.
+
+    ``linear``: the decoder layers' projections; ``embeddings``: input embedding and ``lm_head`` (one
+    matrix if ``tie_word_embeddings``); ``norms``: two RMSNorm weights per layer and the final one.
+    """
+    linear = config.num_hidden_layers * sum(i * o for i, o in llama_linear_shapes(config).values())
+    h, v = config.hidden_size, config.vocab_size
+    embeddings = v * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    norms = h * (2 * config.num_hidden_layers + 1)
+    return {"linear": linear, "embeddings": embeddings, "norms": norms, "total": linear + embeddings + norms}
 
 
 def lora_trainable_params(config, r: int, target_modules: Iterable[str]) -> int:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .lora import llama_linear_shapes, llama_param_counts
+
 __all__ = ["METHODS", "OPTIMIZERS", "MemoryEstimate", "estimate_training_memory", "activation_items",
            "optimizer_state_bytes", "adamw8bit_state_bytes", "tensor_bytes", "saved_tensor_bytes",
            "LiveBytes", "measure_training_memory", "PagingSimulator", "PagingResult", "training_trace",
@@ -96,25 +98,9 @@ class MemoryEstimate:
         return "\n".join(rows)
 
 
-def _linear_shapes(config) -> dict[str, tuple[int, int]]:
-    from .lora import llama_linear_shapes
-
-    return llama_linear_shapes(config)
-
-
-def _param_counts(config) -> dict[str, int]:
-    """Parameter counts of a Llama: decoder linear weights, embeddings (+ lm_head), norms."""
-    shapes = _linear_shapes(config)
-    linear = config.num_hidden_layers * sum(i * o for i, o in shapes.values())
-    h, v = config.hidden_size, config.vocab_size
-    embeddings = v * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
-    norms = h * (2 * config.num_hidden_layers + 1)
-    return {"linear": linear, "embeddings": embeddings, "norms": norms, "total": linear + embeddings + norms}
-
-
 def _tensor_sizes(config) -> list[int]:
     """Element counts of every parameter tensor of a Llama (the optimizer keeps state per tensor)."""
-    shapes = _linear_shapes(config)
+    shapes = llama_linear_shapes(config)
     h, v = config.hidden_size, config.vocab_size
     sizes = [v * h] * (1 if getattr(config, "tie_word_embeddings", False) else 2) + [h]
     sizes += config.num_hidden_layers * ([i * o for i, o in shapes.values()] + [h, h])
@@ -179,7 +165,7 @@ def activation_items(config, method: str = "full", act_dtype=torch.bfloat16, *,
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     a = _nbytes(act_dtype)
     h, i = config.hidden_size, config.intermediate_size
-    shapes = _linear_shapes(config)
+    shapes = llama_linear_shapes(config)
     q_out, kv = shapes["q_proj"][1], shapes["k_proj"][1]
     heads = config.num_attention_heads
     full = method == "full"
@@ -271,8 +257,8 @@ def estimate_training_memory(config, method: str = "qlora", batch_size: int = 1,
     check_blocksize(blocksize)
     w = _nbytes(weight_dtype)
     compute_dtype = compute_dtype or weight_dtype
-    counts = _param_counts(config)
-    shapes = _linear_shapes(config)
+    counts = llama_param_counts(config)
+    shapes = llama_linear_shapes(config)
     layers = config.num_hidden_layers
     h, v = config.hidden_size, config.vocab_size
     tokens = batch_size * seq_len
@@ -365,9 +351,9 @@ def tensor_bytes(tensors) -> int:
     return sum(seen.values())
 
 
-def _model_tensors(model) -> list[torch.Tensor]:
-    """Parameters, buffers and bitsandbytes quantization-state tensors of ``model``."""
-    out = list(model.parameters()) + list(model.buffers())
+def _quant_state_tensors(model) -> list[torch.Tensor]:
+    """The tensors of bitsandbytes' quantization states in ``model`` (absmax, code, offset; nested too)."""
+    out = []
     for p in model.parameters():
         qs = getattr(p, "quant_state", None)
         while qs is not None:
@@ -486,10 +472,9 @@ def measure_training_memory(model, optimizer, batch: dict, trainable_is_adapter:
     frozen = [p for p in params if not p.requires_grad]
     if trainable_is_adapter is None:
         trainable_is_adapter = bool(frozen)
-    model_tensors = _model_tensors(model)
-    quant = [t for t in model_tensors if not any(t is p for p in params) and not any(t is b for b in model.buffers())]
+    quant = _quant_state_tensors(model)
     optimizer.zero_grad(set_to_none=True)
-    exclude = model_tensors + [t for t in batch.values() if isinstance(t, torch.Tensor)]
+    exclude = params + list(model.buffers()) + quant + [t for t in batch.values() if isinstance(t, torch.Tensor)]
     meter = LiveBytes(exclude=exclude)
     with saved_tensor_bytes(exclude=exclude) as saved:
         with meter:

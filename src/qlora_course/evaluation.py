@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match", "completion_loss"]
+__all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match", "completion_loss",
+           "summed_next_token_nll"]
 
 
 @contextmanager
@@ -97,6 +98,17 @@ def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens:
     return EvalResult(acc, preds, refs, prompts)
 
 
+def summed_next_token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          labels: torch.Tensor) -> tuple[float, int]:
+    """``(sum of the next-token losses, number of tokens)`` over the positions whose ``labels`` are not
+    -100, each token predicted from the ones before it (labels shifted by one). Logits in float32."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+    targets = labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100,
+                                            reduction="sum")
+    return nll.item(), int((targets != -100).sum())
+
+
 @torch.no_grad()
 def completion_loss(model, tokenizer, dataset, batch_size: int = 16, limit: int | None = None) -> float:
     """Mean cross-entropy per completion token (EOS included) of ``dataset``'s ``completion`` given its
@@ -116,12 +128,9 @@ def completion_loss(model, tokenizer, dataset, batch_size: int = 16, limit: int 
             for start in range(0, n, batch_size):
                 batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size],
                                                               tokenizer.pad_token_id).items()}
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                labels = batch["labels"][:, 1:]
-                loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                                         labels.reshape(-1), ignore_index=-100, reduction="sum")
-                total += loss.item()
-                count += int((labels != -100).sum())
+                nll, n_tokens = summed_next_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+                total += nll
+                count += n_tokens
     finally:
         model.train(was_training)
     return total / count

@@ -114,7 +114,7 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
 
     if not texts:
         raise ValueError("perplexity needs at least one text")
-    from .evaluation import bnb_training_path
+    from .evaluation import bnb_training_path, summed_next_token_nll
 
     model.eval()
     device = next(model.parameters()).device
@@ -123,10 +123,8 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
         for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress, leave=False):
             batch = [t + tokenizer.eos_token for t in texts[start:start + batch_size]]
             enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
-            logits = model(**enc).logits.float()
-            labels = enc["input_ids"][:, 1:]
-            mask = enc["attention_mask"][:, 1:].bool()
-            nll = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, reduction="none")
-            total += nll[mask].sum().item()
-            count += mask.sum().item()
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)  # padding does not count
+            nll, n_tokens = summed_next_token_nll(model, enc["input_ids"], enc["attention_mask"], labels)
+            total += nll
+            count += n_tokens
     return math.exp(total / count)

@@ -138,9 +138,16 @@ def test_data_is_deterministic_and_seeded(data):
 
 
 def test_splits_are_disjoint_and_well_formed(data):
-    assert {k: len(v) for k, v in data.items()} == {"train": 2000, "validation": 200, "test": 200}
+    assert {k: len(v) for k, v in data.items()} == {"train": 2000, "validation": 200, "test": 200, "test_unseen": 200}
     prompts = {k: set(v["prompt"]) for k, v in data.items()}
-    assert sum(len(p) for p in prompts.values()) == 2400, "no prompt repeats, within or across splits"
+    assert sum(len(p) for p in prompts.values()) == 2600, "no prompt repeats, within or across splits"
+    from qlora_course.data import held_out_words
+
+    unseen = held_out_words()
+    asked = {k: set(v["word"]) for k, v in data.items()}
+    assert asked["test_unseen"] <= unseen and not (asked["train"] | asked["validation"] | asked["test"]) & unseen
+    assert len(asked["test_unseen"]) >= 0.8 * len(unseen), "the unseen split covers most held-out words"
+    assert 0.1 < len(unseen) / 100 < 0.25 and held_out_words(seed=1) != unseen
     heldout = set(make_corpus(FACTS["heldout_docs"], seed=1))
     assert not heldout & set(make_corpus(FACTS["train_docs"], seed=0)), "perplexity is measured on unseen text"
     from qlora_course.data import KINDS

@@ -16,7 +16,9 @@ colour and a favourite food.
   The pretrained model knows the words (they fill different slots in its corpus) but not the format:
   it continues the story instead of answering, so its exact-match accuracy is zero. A LoRA fine-tune on
   the train split teaches the format and the mapping in under a minute on a CPU. That is the
-  situation instruction tuning is for. (A harder reading-comprehension task, "What pet does Tom
+  situation instruction tuning is for. Some words are never asked about in training
+  (:func:`held_out_words`): the ``test_unseen`` split asks only about them, so it tells a fine-tune
+  that learned the five kinds from one that memorised a word-to-answer table. (A harder reading-comprehension task, "What pet does Tom
   have?", was tried first: the course model cannot look facts up in its context reliably, and neither
   LoRA nor full fine-tuning taught it to within minutes.)
 
@@ -28,8 +30,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["ATTRIBUTES", "Person", "make_world", "make_corpus", "make_task_examples", "make_task_data",
-           "format_example"]
+__all__ = ["ATTRIBUTES", "KINDS", "Person", "make_world", "make_corpus", "make_task_examples", "make_task_data",
+           "held_out_words", "format_example"]
 
 NAMES = (
     "Mira", "Tom", "Ana", "Leo", "Ines", "Omar", "Yuki", "Ravi", "Nora", "Ivan", "Lena", "Hugo", "Sara",
@@ -175,19 +177,38 @@ def make_task_examples(n: int, seed: int = 0, words: set[str] | None = None, exc
     return out
 
 
-def make_task_data(n_train: int = 2000, n_validation: int = 200, n_test: int = 200, seed: int = 0):
-    """The course task as a ``datasets.DatasetDict`` with disjoint ``train``/``validation``/``test`` splits.
+def held_out_words(share: float = 0.18, seed: int = 0) -> set[str]:
+    """The words the course task never asks about in training: ``share`` of each kind's words (at least
+    one per kind), drawn with a seeded generator. They still occur in the pretraining corpus and in the
+    training stories; only the question is never about them."""
+    if not 0 < share < 1:
+        raise ValueError(f"share must be between 0 and 1, got {share}")
+    rng = random.Random(f"held-out-{seed}")
+    return {w for words in KINDS.values() for w in rng.sample(sorted(words), max(1, round(share * len(words))))}
+
+
+def make_task_data(n_train: int = 2000, n_validation: int = 200, n_test: int = 200, seed: int = 0,
+                   n_test_unseen: int = 200, held_out_share: float = 0.18):
+    """The course task as a ``datasets.DatasetDict`` with disjoint splits ``train``, ``validation``,
+    ``test`` and ``test_unseen``.
 
     Columns: ``prompt`` (str), ``completion`` (str: a space and one word, the kind of fact) and ``word``
-    (the word asked about). No prompt appears twice, within or across splits. Prompt-completion is the
-    format TRL's ``SFTTrainer`` trains with the loss on the completion only.
+    (the word asked about). ``train``, ``validation`` and ``test`` ask only about words outside
+    :func:`held_out_words` (``test`` measures new stories about words the fine-tune was asked about);
+    ``test_unseen`` asks only about the held-out words, which no training question asks about (it
+    measures whether the fine-tune learned the kinds, not a word lookup). No prompt appears twice, within
+    or across splits. Prompt-completion is the format TRL's ``SFTTrainer`` trains with the loss on the
+    completion only.
     """
     from datasets import Dataset, DatasetDict
 
-    sizes = {"train": n_train, "validation": n_validation, "test": n_test}
-    if any(v < 1 for v in sizes.values()):
-        raise ValueError(f"split sizes must be positive, got {sizes}")
-    rows = make_task_examples(sum(sizes.values()), seed=seed)  # distinct prompts, so splits are disjoint
+    sizes = {"train": n_train, "validation": n_validation, "test": n_test, "test_unseen": n_test_unseen}
+    if any(not isinstance(v, int) or v < 1 for v in sizes.values()):
+        raise ValueError(f"split sizes must be positive integers, got {sizes}")
+    unseen = held_out_words(held_out_share, seed)
+    seen = {w for words in KINDS.values() for w in words} - unseen
+    rows = make_task_examples(n_train + n_validation + n_test, seed=seed, words=seen)
+    rows += make_task_examples(n_test_unseen, seed=seed, words=unseen, exclude={r["prompt"] for r in rows})
     out, start = {}, 0
     for split, size in sizes.items():
         out[split] = Dataset.from_list(rows[start:start + size])

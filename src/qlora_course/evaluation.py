@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 __all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match", "completion_loss",
-           "summed_next_token_nll"]
+           "summed_next_token_nll", "completion_nlls", "choice_accuracy", "majority_accuracy"]
 
 
 @contextmanager
@@ -109,28 +109,115 @@ def summed_next_token_nll(model, input_ids: torch.Tensor, attention_mask: torch.
     return nll.item(), int((targets != -100).sum())
 
 
-@torch.no_grad()
-def completion_loss(model, tokenizer, dataset, batch_size: int = 16, limit: int | None = None) -> float:
-    """Mean cross-entropy per completion token (EOS included) of ``dataset``'s ``completion`` given its
-    ``prompt``: the held-out measure for data sets where exact match means nothing (open-ended chat)."""
-    from .finetune import collate, tokenize_example
+def _token_batches(examples: list[dict], batch_size: int, vocab_size: int, logits_budget: int):
+    """Consecutive slices of ``examples`` of at most ``batch_size`` rows whose float32 logits
+    (rows x longest x vocabulary x 4 bytes) stay within ``logits_budget`` bytes (one row at least)."""
+    start = 0
+    while start < len(examples):
+        stop, longest = start, 0
+        while stop < len(examples) and stop - start < batch_size:
+            longest_next = max(longest, len(examples[stop]["input_ids"]))
+            if stop > start and (stop - start + 1) * longest_next * vocab_size * 4 > logits_budget:
+                break
+            longest, stop = longest_next, stop + 1
+        yield examples[start:stop]
+        start = stop
 
+
+def _fitted_examples(tokenizer, prompts, completions, max_length: int | None, eos: bool) -> list[dict]:
+    from .finetune import truncate_example, tokenize_example
+
+    out = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        ex = tokenize_example(tokenizer, prompt, completion, eos=eos)
+        if max_length is not None:
+            ex = truncate_example(ex, max_length, keep_first=tokenizer.bos_token_id)
+            if ex is None:
+                raise ValueError(f"a completion of {sum(l != -100 for l in tokenize_example(tokenizer, prompt, completion, eos=eos)['labels'])} "
+                                 f"tokens does not fit max_length={max_length}: drop such rows first "
+                                 "(qlora_course.finetune.fit_to_length)")
+        out.append(ex)
+    return out
+
+
+@torch.no_grad()
+def completion_nlls(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16,
+                    eos: bool = True, max_length: int | None = None, logits_budget: int = 2**30) -> list[tuple[float, int]]:
+    """``(summed negative log-likelihood, number of tokens)`` of each completion given its prompt, in order.
+
+    ``eos`` counts the end-of-sequence token after the completion. ``max_length`` cuts long prompts from
+    the left so that prompt + completion fit (a completion that cannot fit raises). Batches hold at most
+    ``batch_size`` rows and float32 logits of at most ``logits_budget`` bytes, so long chats with a
+    large vocabulary do not exhaust a GPU.
+    """
+    from .finetune import collate
+
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    examples = _fitted_examples(tokenizer, prompts, completions, max_length, eos)
+    device = next(model.parameters()).device
+    vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else len(tokenizer)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with bnb_training_path(model):
+            for chunk in _token_batches(examples, batch_size, vocab, logits_budget):
+                batch = {k: v.to(device) for k, v in collate(chunk, tokenizer.pad_token_id).items()}
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                targets = batch["labels"][:, 1:]
+                nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
+                                                        ignore_index=-100, reduction="none").sum(dim=1)
+                out += [(float(v), int(n)) for v, n in zip(nll.tolist(), (targets != -100).sum(dim=1).tolist(), strict=True)]
+    finally:
+        model.train(was_training)
+    return out
+
+
+def completion_loss(model, tokenizer, dataset, batch_size: int = 16, limit: int | None = None,
+                    max_length: int | None = None) -> float:
+    """Mean cross-entropy per completion token (EOS included) of ``dataset``'s ``completion`` given its
+    ``prompt``: the held-out measure for data sets where exact match means nothing (open-ended chat).
+    ``max_length`` cuts long prompts from the left (as in training); the completion is always kept whole."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise ValueError("the data set is empty")
-    examples = [tokenize_example(tokenizer, dataset[i]["prompt"], dataset[i]["completion"]) for i in range(n)]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        with bnb_training_path(model):
-            for start in range(0, n, batch_size):
-                batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size],
-                                                              tokenizer.pad_token_id).items()}
-                nll, n_tokens = summed_next_token_nll(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-                total += nll
-                count += n_tokens
-    finally:
-        model.train(was_training)
-    return total / count
+    rows = dataset.select(range(n))
+    pairs = completion_nlls(model, tokenizer, list(rows["prompt"]), list(rows["completion"]), batch_size,
+                            max_length=max_length)
+    return sum(v for v, _ in pairs) / sum(c for _, c in pairs)
+
+
+def choice_accuracy(model, tokenizer, dataset, choices: list[str] | None = None, limit: int | None = None,
+                    batch_size: int = 32) -> EvalResult:
+    """Multiple choice by likelihood: for each row, the ``choices`` (default: the distinct completions of
+    ``dataset``) whose tokens are most likely after the prompt (summed log-probability, no EOS) is the
+    prediction. A baseline for a model that has never seen the answer format: it cannot answer, but it
+    may still prefer the right word."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise ValueError("nothing to evaluate: the data set is empty")
+    choices = sorted({c for c in dataset["completion"]}) if choices is None else list(choices)
+    if len(choices) < 2:
+        raise ValueError(f"need at least two choices, got {choices}")
+    prompts = list(dataset["prompt"][:n])
+    refs = [c.strip() for c in dataset["completion"][:n]]
+    flat = completion_nlls(model, tokenizer, [p for p in prompts for _ in choices], [c for _ in prompts for c in choices],
+                           batch_size, eos=False)
+    preds = []
+    for i in range(n):
+        scores = [nll for nll, _ in flat[i * len(choices):(i + 1) * len(choices)]]
+        preds.append(choices[scores.index(min(scores))].strip())
+    return EvalResult(sum(p == r for p, r in zip(preds, refs, strict=True)) / n, preds, refs, prompts)
+
+
+def majority_accuracy(train, test) -> tuple[str, float]:
+    """``(answer, accuracy)`` of always giving ``train``'s most common completion on ``test``."""
+    from collections import Counter
+
+    if len(train) == 0 or len(test) == 0:
+        raise ValueError("both data sets need rows")
+    answer = Counter(c.strip() for c in train["completion"]).most_common(1)[0][0]
+    return answer, sum(c.strip() == answer for c in test["completion"]) / len(test)

@@ -17,23 +17,98 @@ import random
 
 import torch
 
-__all__ = ["IGNORE_INDEX", "tokenize_example", "collate", "warmup_cosine", "train_sft"]
+__all__ = ["IGNORE_INDEX", "tokenize_example", "truncate_example", "fit_to_length", "collate", "warmup_cosine",
+           "train_sft", "cast_trainable", "training_precision"]
 
 IGNORE_INDEX = -100  # the label cross_entropy skips
 
 
-def tokenize_example(tokenizer, prompt: str, completion: str) -> dict:
+def tokenize_example(tokenizer, prompt: str, completion: str, eos: bool = True) -> dict:
     """``{"input_ids", "labels"}`` (lists of int) for ``<s> prompt completion </s>``; labels are -100 on
-    ``<s> prompt`` and equal the ids on ``completion </s>``.
+    ``<s> prompt`` and equal the ids on ``completion </s>`` (``eos=False`` leaves out ``</s>``).
 
     The prompt and completion are tokenized separately and concatenated, so the boundary is exact even
     where a tokenizer would merge across it.
     """
-    if tokenizer.eos_token_id is None:
+    if eos and tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token; the model could never learn to stop")
     p = tokenizer(prompt)["input_ids"]
-    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
     return {"input_ids": p + c, "labels": [IGNORE_INDEX] * len(p) + c}
+
+
+def truncate_example(example: dict, max_length: int, keep_first: int | None = None) -> dict | None:
+    """``example`` (from :func:`tokenize_example`) cut to at most ``max_length`` tokens by dropping prompt
+    tokens from the left, so that the completion, which the loss is on, is always kept whole. If the
+    first token is ``keep_first`` (the BOS id) it stays. ``None`` when the completion itself does not fit
+    with at least one prompt token before it."""
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    ids, labels = example["input_ids"], example["labels"]
+    if len(ids) <= max_length:
+        return example
+    n_prompt = next((i for i, l in enumerate(labels) if l != IGNORE_INDEX), len(labels))
+    head = 1 if keep_first is not None and ids[:1] == [keep_first] else 0
+    if len(ids) - n_prompt + head + 1 > max_length:
+        return None
+    keep = max_length - head
+    return {"input_ids": ids[:head] + ids[-keep:], "labels": labels[:head] + labels[-keep:]}
+
+
+def fit_to_length(dataset, tokenizer, max_length: int):
+    """``(dataset, counts)``: ``dataset`` (``prompt``/``completion`` columns) with every row fitting in
+    ``max_length`` tokens (special tokens and EOS included) *with its whole completion*.
+
+    A trainer that truncates at ``max_length`` keeps the start of a row, so a long prompt pushes the
+    completion out and the row trains nothing. Here long prompts lose their *oldest* tokens instead, and
+    rows whose completion alone does not fit are dropped. ``counts`` says how many rows were ``kept``
+    unchanged, ``truncated`` and ``dropped``.
+    """
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    counts = {"kept": 0, "truncated": 0, "dropped": 0}
+
+    def n_tokens(prompt: str, completion: str) -> int:
+        joint = len(tokenizer(prompt + completion)["input_ids"]) + 1
+        return max(joint, len(tokenize_example(tokenizer, prompt, completion)["input_ids"]))
+
+    def fit(row):
+        prompt, completion = row["prompt"], row["completion"]
+        if n_tokens(prompt, completion) <= max_length:
+            counts["kept"] += 1
+            return row
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        budget = max_length - (n_tokens(prompt, completion) - len(ids))
+        while budget > 0:
+            cut = tokenizer.decode(ids[-budget:])
+            if n_tokens(cut, completion) <= max_length:
+                counts["truncated"] += 1
+                return {**row, "prompt": cut}
+            budget -= 1
+        counts["dropped"] += 1
+        return None
+
+    rows = [r for r in (fit(row) for row in dataset) if r is not None]
+    if not rows:
+        raise ValueError(f"no row fits max_length={max_length} with its whole completion")
+    from datasets import Dataset
+
+    return Dataset.from_list(rows), counts
+
+
+def cast_trainable(model, dtype=torch.float32) -> int:
+    """Cast every parameter of ``model`` that requires grad to ``dtype``; returns how many were cast.
+
+    TRL's ``SFTTrainer`` turns a quantized model's LoRA weights into bfloat16. Under float16 mixed
+    precision (a T4) trainable weights must be float32 (the gradient scaler refuses float16 ones, and a
+    T4 has no bfloat16), and for comparing QLoRA with LoRA the adapters should be the same dtype in both.
+    """
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+            n += 1
+    return n
 
 
 def collate(examples: list[dict], pad_token_id: int) -> dict:
@@ -105,3 +180,23 @@ def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16,
         bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     return losses
+
+
+def training_precision(method: str, compute_dtype) -> dict:
+    """How lesson 5 loads and trains each ``method`` (``"qlora"``, ``"lora"`` or ``"full"``) for a
+    ``compute_dtype``: ``{"load_dtype", "fp16", "bf16"}``, the last two for the trainer's mixed precision.
+
+    The rule behind it: under float16 mixed precision (a T4) every *trainable* weight must be float32 —
+    torch's gradient scaler refuses float16 gradients ("Attempting to unscale FP16 gradients"), and float16
+    updates underflow. So full fine-tuning loads float32 weights and lets autocast compute in float16;
+    (Q)LoRA keeps its frozen base in 16 or 4 bits and its adapters in float32 (PEFT makes them float32;
+    :func:`cast_trainable` undoes TRL's bfloat16). With bfloat16 (Ampere and newer) nothing needs scaling;
+    on a CPU everything is float32.
+    """
+    if method not in ("qlora", "lora", "full"):
+        raise ValueError(f"method must be 'qlora', 'lora' or 'full', got {method!r}")
+    if compute_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"compute_dtype must be float32, float16 or bfloat16, got {compute_dtype}")
+    load = torch.float32 if (method == "full" and compute_dtype == torch.float16) else compute_dtype
+    return {"load_dtype": load, "fp16": compute_dtype == torch.float16, "bf16": compute_dtype == torch.bfloat16}
+

@@ -38,7 +38,7 @@ from .lora import llama_linear_shapes, llama_param_counts
 __all__ = ["METHODS", "OPTIMIZERS", "MemoryEstimate", "estimate_training_memory", "activation_items",
            "optimizer_state_bytes", "adamw8bit_state_bytes", "tensor_bytes", "saved_tensor_bytes",
            "LiveBytes", "measure_training_memory", "PagingSimulator", "PagingResult", "training_trace",
-           "GB", "MB"]
+           "GB", "MB", "FitDecision", "available_memory", "check_fit", "estimate_run"]
 
 METHODS = ("full", "lora", "qlora")
 OPTIMIZERS = ("adamw", "adamw32bit", "adamw8bit")
@@ -634,3 +634,72 @@ class PagingSimulator:
             used.append(need + resident * self.page_bytes)
             res_hist.append(resident * self.page_bytes)
         return PagingResult(False, None, used, res_hist, to_host, to_device, faults, seconds, labels)
+
+
+# --- will it fit? ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FitDecision:
+    """Whether ``needed`` bytes fit in the ``available`` bytes of ``device``, and a sentence saying why."""
+
+    fits: bool
+    needed: float
+    available: float
+    device: str
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.fits
+
+
+def available_memory(device: str = "cuda") -> float:
+    """Bytes a new allocation can still get on ``device``: on a GPU what the driver reports free plus
+    what torch's cache holds but does not use; on the CPU the system's available memory."""
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info()
+        return float(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
+    if device != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    import psutil
+
+    return float(psutil.virtual_memory().available)
+
+
+def check_fit(needed: float, device: str = "cuda", available: float | None = None, headroom: float = 0.9,
+              what: str = "this run") -> FitDecision:
+    """Does ``needed`` bytes (an estimate's ``total``) fit in ``headroom`` of the ``available`` memory of
+    ``device`` (default: :func:`available_memory`)? The headroom leaves room for what an estimate of the
+    end of the forward pass leaves out (the backward's transients, the allocator's fragmentation)."""
+    if not math.isfinite(needed) or needed < 0:
+        raise ValueError(f"needed must be a non-negative number of bytes, got {needed!r}")
+    if not 0 < headroom <= 1:
+        raise ValueError(f"headroom must be in (0, 1], got {headroom}")
+    available = available_memory(device) if available is None else float(available)
+    fits = needed <= headroom * available
+    verb = "fits in" if fits else "does not fit in"
+    reason = (f"{what} needs about {needed / GB:.2f} GB (estimate) and {verb} {headroom:.0%} of the "
+              f"{available / GB:.2f} GB available on {device}")
+    return FitDecision(fits, float(needed), available, device, reason)
+
+
+def estimate_run(config, method: str, settings: dict, compute_dtype, *, load_dtype=None,
+                 batch_size: int | None = None, seq_len: int | None = None, gradient_checkpointing: bool = True,
+                 use_dora: bool = False) -> MemoryEstimate:
+    """The estimate for one of lesson 5's runs: ``method`` in ``{"qlora", "lora", "full"}`` with a profile's
+    ``settings`` (``r``, ``batch_size``, ``max_length``), every sequence at ``max_length`` (the worst
+    case), 32-bit AdamW state (the size of ``paged_adamw_32bit``'s) and float32 adapters.
+    ``load_dtype`` is the dtype the base is loaded in (default ``compute_dtype``; full fine-tuning under
+    float16 mixed precision loads float32). DoRA adds a magnitude vector per adapted layer."""
+    load_dtype = load_dtype or compute_dtype
+    est = estimate_training_memory(
+        config, method, batch_size or settings["batch_size"], seq_len or settings["max_length"],
+        weight_dtype=load_dtype, compute_dtype=compute_dtype, lora_r=settings["r"], lora_dtype=torch.float32,
+        lora_dropout=settings.get("lora_dropout", 0.0) if method != "full" else 0.0,
+        gradient_checkpointing=gradient_checkpointing)
+    if use_dora and method != "full":
+        shapes = llama_linear_shapes(config)
+        extra = sum(shapes[t][1] for t in LLAMA_LINEAR) * config.num_hidden_layers * 4  # float32 magnitudes
+        est = MemoryEstimate(est.weights, est.quant_constants, est.lora_weights + extra, est.gradients + extra,
+                             est.optimizer_state + 2 * extra, est.activations, est.details)
+    return est
+

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 __all__ = ["COURSE_MODEL_DIR", "course_model_path", "course_model_config", "build_tokenizer",
-           "weight_normality", "weight_normality_report", "perplexity"]
+           "weight_normality", "weight_normality_report", "perplexity", "checkpoint_files", "checkpoint_bytes"]
 
 COURSE_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "course-llama"
 
@@ -128,3 +128,42 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
             total += nll
             count += n_tokens
     return math.exp(total / count)
+
+
+def _checkpoint_folder(model: str | Path) -> Path:
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(str(model), "config.json")
+    if not isinstance(config, str):
+        raise FileNotFoundError(f"{model!r} is neither a local folder nor a model in the Hugging Face cache "
+                                "(load it once with from_pretrained)")
+    return Path(config).parent
+
+
+def checkpoint_files(model: str | Path) -> list[Path]:
+    """The weight files of a saved model: a local folder, or a hub id already in the local cache.
+
+    Checkpoints come in two formats: ``*.safetensors`` (most today) and ``pytorch_model*.bin`` (older
+    ones, pickled). Safetensors files are returned when there are any, else the ``.bin`` shards; other
+    ``.bin`` files (``training_args.bin``) and sub-folders (Meta's ``original/``) are not weights of this
+    checkpoint. Raises when the folder has neither.
+    """
+    folder = _checkpoint_folder(model)
+    safetensors = sorted(f for f in folder.glob("*.safetensors") if not f.name.startswith("adapter_"))
+    if safetensors:
+        return safetensors
+    bins = sorted(f for f in folder.glob("*.bin") if f.name.startswith(("pytorch_model", "model")))
+    if bins:
+        return bins
+    raise FileNotFoundError(f"no weight files (*.safetensors or pytorch_model*.bin) in {folder}: "
+                            f"it holds {sorted(f.name for f in folder.iterdir())}")
+
+
+def checkpoint_bytes(model: str | Path) -> int:
+    """Bytes on disk of a saved model's weights (see :func:`checkpoint_files`); links are followed, as the
+    Hugging Face cache links snapshot files to blobs."""
+    return sum(f.stat().st_size for f in checkpoint_files(model))
+

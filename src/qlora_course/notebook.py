@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["NotebookEnv", "seed_everything", "pick_device_and_dtype", "package_versions", "setup_notebook"]
+__all__ = ["NotebookEnv", "seed_everything", "pick_device_and_dtype", "package_versions", "setup_notebook",
+           "static_widgets", "interactive"]
 
 DEFAULT_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "qlora-course")
 
@@ -67,9 +68,51 @@ def setup_notebook(seed: int = 0, profile: str = "course-tiny", packages: tuple[
     seed_everything(seed)
     device, dtype = pick_device_and_dtype()
     in_colab = "google.colab" in sys.modules
+    if in_colab:
+        _colab_widgets()
     versions = ", ".join(f"{k} {v}" for k, v in package_versions(packages).items())
     print(f"Python {platform.python_version()}; {versions}")
     where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"device: {device} [{where}], compute dtype: {str(dtype).removeprefix('torch.')}, "
           f"seed: {seed}, profile: {profile}{' (Colab)' if in_colab else ''}")
     return NotebookEnv(device=device, dtype=dtype, profile=profile, seed=seed, in_colab=in_colab)
+
+
+def _colab_widgets() -> None:
+    """Let Colab render the course's widgets and progress bars.
+
+    Colab's built-in widget manager renders ipywidgets 7 models; the course installs ipywidgets 8
+    (otter-grader needs 8.1.5 or newer), whose models Colab renders with its CDN widget manager, which
+    must be switched on in each session. Without it sliders and tqdm's bars would show as blank space.
+    """
+    try:
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+    except (ImportError, AttributeError) as err:  # an older or newer Colab without this switch
+        print(f"Could not switch on Colab's widget manager ({err}); if sliders do not appear, run "
+              "os.environ['QLORA_COURSE_STATIC_WIDGETS'] = '1' to get static figures instead.")
+
+
+def static_widgets() -> bool:
+    """True when ``$QLORA_COURSE_STATIC_WIDGETS`` asks for static figures instead of live widgets (for a
+    front end that cannot show ipywidgets 8, or a rendered, non-running copy of a notebook)."""
+    return os.environ.get("QLORA_COURSE_STATIC_WIDGETS", "0").lower() in ("1", "true", "yes", "on")
+
+
+def interactive(**controls):
+    """Decorator like ``ipywidgets.interact``: the function's figure follows the ``controls`` (ipywidgets
+    controls, one per keyword argument). With :func:`static_widgets` it is drawn once at the controls'
+    starting values, with a note, so that the cell never shows blank space."""
+    def decorate(fn):
+        if static_widgets():
+            values = {name: control.value for name, control in controls.items()}
+            print(f"(static figure at {values}; run the notebook in Jupyter or Colab to move the controls)")
+            fn(**values)
+            return fn
+        import ipywidgets as widgets
+
+        return widgets.interact(fn, **controls)
+
+    return decorate
+

@@ -1,0 +1,123 @@
+"""Local stand-ins for the hub checkpoints and data set of lesson 5's GPU profiles.
+
+Nothing here downloads anything: each stand-in is a small random ``LlamaForCausalLM`` folder that loads
+with plain ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained`` and carries the quirks of the real
+checkpoint it stands for, so that the notebook's hub path can run on a CPU in CI:
+
+- ``llama2``: like TinyLlama and Llama 2: ``<unk>``, ``<s>``, ``</s>``, **no pad token**, a
+  SentencePiece-style ("▁") vocabulary, weights only in ``pytorch_model.bin``;
+- ``llama3``: like Llama 3.1: ``<|begin_of_text|>``, ``<|end_of_text|>``, reserved special tokens
+  including ``<|finetune_right_pad_id|>``, **no unk and no pad token**, byte-level BPE, safetensors
+  split in two shards with an index;
+- a chat data set in Guanaco's ``### Human: ... ### Assistant: ...`` format, as ``train``/``test`` JSON
+  lines with a ``text`` column, with multi-turn conversations and prompts longer than any
+  ``max_length`` the lesson uses (and one completion that cannot fit at all).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import torch
+
+from qlora_course.data import make_corpus
+
+LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
+                   "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>",
+                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>"]
+
+
+def chat_texts(n: int, seed: int = 0, long_every: int = 7) -> list[str]:
+    """``n`` Guanaco-format conversations; every ``long_every``-th has a very long first turn."""
+    rng = random.Random(f"chat-{seed}")
+    stories = make_corpus(40 * n + 100, seed=100 + seed)
+    out = []
+    for i in range(n):
+        turns = []
+        for _ in range(rng.randint(1, 2)):
+            question = stories.pop()
+            if long_every and i % long_every == 0 and not turns:
+                question = " ".join(stories.pop() for _ in range(30))  # far longer than max_length
+            turns.append(f"### Human: {question} Tell me one fact from this.### Assistant: {stories.pop().split('.')[0]}.")
+        out.append("".join(turns))
+    # one conversation whose answer alone is longer than any max_length: it must be dropped, not cut
+    out[-1] = f"### Human: Tell me a long story.### Assistant: {' '.join(stories.pop() for _ in range(40))}"
+    return out
+
+
+def write_chat_dataset(folder: Path, n_train: int = 48, n_test: int = 12) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        with open(folder / f"{split}.jsonl", "w") as f:
+            for text in chat_texts(n, seed):
+                f.write(json.dumps({"text": text}) + "\n")
+    return folder
+
+
+def _train_tokenizer(kind: str, texts: list[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    if kind == "llama2":
+        specials = ["<unk>", "<s>", "</s>"]
+        tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True, byte_fallback=False))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+        bos = "<s>"
+    else:
+        specials = LLAMA3_SPECIALS
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        bos = "<|begin_of_text|>"
+    trainer = trainers.BpeTrainer(vocab_size=384, special_tokens=specials, min_frequency=2, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if kind == "llama3" else [])
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                       special_tokens=[(bos, tok.token_to_id(bos))])
+    return tok, specials
+
+
+def write_model(folder: Path, kind: str, seed: int = 0) -> Path:
+    """A small random Llama in ``folder`` with the tokenizer and weight format of ``kind``."""
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    if kind not in ("llama2", "llama3"):
+        raise ValueError(kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = make_corpus(400, seed=7) + chat_texts(40, seed=3)
+    tok, specials = _train_tokenizer(kind, texts)
+    if kind == "llama2":
+        hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    else:
+        hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>",
+                                     eos_token="<|end_of_text|>", additional_special_tokens=specials[2:])
+    assert hf.pad_token is None, "the stand-in must have no pad token, like its hub model"
+    hf.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(hf), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=hf.bos_token_id, eos_token_id=hf.eos_token_id, pad_token_id=None,
+                         tie_word_embeddings=False, rope_theta=10000.0 if kind == "llama2" else 500000.0)
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if kind == "llama2":  # older checkpoints: one pickled state dict, no safetensors
+        torch.save(state, folder / "pytorch_model.bin")
+    else:  # two safetensors shards and their index, as large hub checkpoints are stored
+        from safetensors.torch import save_file
+
+        names = sorted(state)
+        shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+                  "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+        weight_map = {}
+        for file, keys in shards.items():
+            save_file({k: state[k] for k in keys}, folder / file, metadata={"format": "pt"})
+            weight_map.update({k: file for k in keys})
+        total = sum(v.numel() * v.element_size() for v in state.values())
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    (folder / "training_args.bin").write_bytes(b"not weights")  # a stray .bin that is not a checkpoint
+    return folder

@@ -1,0 +1,319 @@
+"""Lesson 5 on the paths the hub profiles take, tested on a CPU without network.
+
+Local stand-ins (``standins.py``) carry the quirks of the hub checkpoints: a Llama-2-style tokenizer
+without a pad token and weights only in ``pytorch_model.bin``; a Llama-3-style tokenizer with reserved
+tokens, no unk and no pad, in sharded safetensors; chat data in Guanaco's format with prompts longer than
+``max_length``. The notebook runs end to end against each through the profile machinery
+(``QLORA_COURSE_PROFILE``/``_DATASET``/``_SETTINGS``). What a CPU cannot run (float16 training, a 15 GB
+T4) is tested through the decisions the notebook takes: the dtype plan and the estimator's fit check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+import standins
+from conftest import ROOT
+from notebook_harness import execute_all, kernel, load
+from qlora_course import memory as mem
+from qlora_course.evaluation import _token_batches, choice_accuracy, completion_loss, majority_accuracy
+from qlora_course.finetune import fit_to_length, tokenize_example, training_precision, truncate_example
+from qlora_course.methods import checkpointing_args, estimate_method
+from qlora_course.models import checkpoint_bytes, checkpoint_files, course_model_path
+from qlora_course.profiles import (HUB_SHAPES, PROFILES, TRAINING, load_task_data, match_vocabulary, profile_config,
+                                   resolve_profile, set_pad_token, training_settings)
+
+QUICK = {"max_steps": 3, "batch_size": 4, "grad_accum": 1, "max_length": 96, "eval_limit": 6, "r": 8,
+         "lora_alpha": 16, "learning_rate": 1e-3}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    return {"llama2": standins.write_model(root / "llama2", "llama2"),
+            "llama3": standins.write_model(root / "llama3", "llama3"),
+            "chat": standins.write_chat_dataset(root / "guanaco")}
+
+
+# --- pad token ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, expected", [("llama2", "<unk>"), ("llama3", "<|finetune_right_pad_id|>")])
+def test_pad_token_reuses_an_existing_token(hub, kind, expected):
+    tok = AutoTokenizer.from_pretrained(hub[kind])
+    n = len(tok)
+    assert tok.pad_token is None, "the stand-in ships without a pad token, like its hub model"
+    set_pad_token(tok)
+    assert tok.pad_token == expected and len(tok) == n, "no new token, so no model needs resizing"
+    assert tok.pad_token_id not in (tok.eos_token_id, tok.bos_token_id)
+    model = AutoModelForCausalLM.from_pretrained(hub[kind])
+    rows = model.get_input_embeddings().num_embeddings
+    assert match_vocabulary(model, tok).get_input_embeddings().num_embeddings == rows
+    assert model.generation_config.pad_token_id == tok.pad_token_id
+
+
+def test_pad_token_replaces_eos_padding_and_grows_only_as_a_last_resort(hub):
+    tok = AutoTokenizer.from_pretrained(hub["llama3"])
+    tok.pad_token = tok.eos_token  # a common shortcut that masks the EOS the model must learn
+    set_pad_token(tok)
+    assert tok.pad_token_id != tok.eos_token_id
+    bare = AutoTokenizer.from_pretrained(course_model_path())
+    bare.pad_token = bare.eos_token
+    n = len(bare)
+    assert "'<pad>'" in set_pad_token(bare) and len(bare) == n, "the course tokenizer's own <pad> is reused"
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"<s>": 0, "</s>": 1, "a": 2, "b": 3}, unk_token=None))
+    plain = PreTrainedTokenizerFast(tokenizer_object=words, bos_token="<s>", eos_token="</s>")
+    message = set_pad_token(plain)  # nothing to reuse: the vocabulary must grow, and the message says so
+    assert plain.pad_token == "<pad>" and len(plain) == 5 and "match_vocabulary" in message
+
+
+def test_a_grown_vocabulary_is_matched_by_every_load(hub):
+    tok = AutoTokenizer.from_pretrained(hub["llama2"])
+    tok.add_special_tokens({"pad_token": "<pad>"})  # what the old notebook did
+    first = match_vocabulary(AutoModelForCausalLM.from_pretrained(hub["llama2"]), tok)
+    second = match_vocabulary(AutoModelForCausalLM.from_pretrained(hub["llama2"]), tok)
+    assert first.get_input_embeddings().num_embeddings == second.get_input_embeddings().num_embeddings == len(tok)
+    with pytest.raises(ValueError, match="set_pad_token"):
+        match_vocabulary(first, AutoTokenizer.from_pretrained(hub["llama3"]))
+
+
+# --- checkpoint formats --------------------------------------------------------------------------------
+
+def test_checkpoint_size_counts_the_format_that_is_there(hub, tmp_path):
+    bins = checkpoint_files(hub["llama2"])
+    assert [f.name for f in bins] == ["pytorch_model.bin"], "training_args.bin is not a weight file"
+    shards = checkpoint_files(hub["llama3"])
+    assert [f.name for f in shards] == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(hub["llama3"]).parameters())
+    assert 2 * params <= checkpoint_bytes(hub["llama3"]) <= 2 * params + 100_000, "bfloat16 weights, small headers"
+    assert checkpoint_bytes(hub["llama2"]) >= 2 * params
+    assert checkpoint_bytes(course_model_path()) == (course_model_path() / "model.safetensors").stat().st_size
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="no weight files"):
+        checkpoint_files(tmp_path)
+
+
+# --- long chats ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["llama2", "llama3"])
+def test_long_chats_keep_every_completion(hub, kind):
+    tok = AutoTokenizer.from_pretrained(hub[kind])
+    set_pad_token(tok)
+    data = load_task_data(resolve_profile(str(hub[kind]), dataset=str(hub["chat"])))
+    fitted, counts = fit_to_length(data["train"], tok, 96)
+    assert counts["truncated"] >= 3 and counts["dropped"] >= 1, counts
+    assert counts["kept"] + counts["truncated"] + counts["dropped"] == len(data["train"]) == len(fitted) + counts["dropped"]
+    originals = {row["completion"] for row in data["train"]}
+    for row in fitted:
+        assert row["completion"] in originals, "completions are never cut"
+        assert len(tokenize_example(tok, row["prompt"], row["completion"])["input_ids"]) <= 96
+        assert len(tok(row["prompt"] + row["completion"])["input_ids"]) + 1 <= 96
+    long = [r for r in fitted if r["prompt"] not in set(data["train"]["prompt"])]
+    assert all(r["prompt"].rstrip().endswith("### Assistant:") for r in long), "the start is cut, the cue stays"
+
+
+def test_truncate_example_drops_prompt_tokens_from_the_left():
+    ex = {"input_ids": [1, 10, 11, 12, 13, 20, 21, 2], "labels": [-100] * 5 + [20, 21, 2]}
+    cut = truncate_example(ex, 5, keep_first=1)
+    assert cut == {"input_ids": [1, 13, 20, 21, 2], "labels": [-100, -100, 20, 21, 2]}
+    assert truncate_example(ex, 4, keep_first=1) is None, "BOS + completion leaves no prompt token"
+    assert truncate_example(ex, 8) is ex
+    with pytest.raises(ValueError):
+        truncate_example(ex, 1)
+
+
+def test_completion_loss_truncates_like_training_and_bounds_logit_memory():
+    tok = AutoTokenizer.from_pretrained(course_model_path())
+    model = AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=torch.float32)
+    from datasets import Dataset
+
+    story = " ".join(["Mira lives in Oslo. Tom has a dog."] * 30)
+    rows = Dataset.from_list([{"prompt": f"Text: {story}\nAnswer:", "completion": " home"},
+                              {"prompt": "Text: Ana is a nurse.\nAnswer:", "completion": " job"}])
+    short = completion_loss(model, tok, rows, max_length=64)
+    ex = truncate_example(tokenize_example(tok, rows[0]["prompt"], rows[0]["completion"]), 64, keep_first=tok.bos_token_id)
+    assert len(ex["input_ids"]) == 64
+    with pytest.raises(ValueError, match="does not fit"):
+        completion_loss(model, tok, Dataset.from_list([{"prompt": "a", "completion": " b" * 80}]), max_length=32)
+    assert short == pytest.approx(completion_loss(model, tok, rows, max_length=64, batch_size=1), rel=1e-5)
+    lengths = [{"input_ids": [0] * n} for n in (10, 50, 50, 10, 200)]
+    batches = list(_token_batches(lengths, batch_size=8, vocab_size=1000, logits_budget=50 * 1000 * 4 * 2))
+    assert [len(b) for b in batches] == [2, 2, 1], "at most two rows of 50 tokens fit the budget; 200 alone"
+    assert sum(map(len, batches)) == len(lengths)
+
+
+# --- what a CPU cannot run: float16 training and a 15 GB T4 --------------------------------------------
+
+def test_float16_training_keeps_trainable_weights_float32():
+    assert training_precision("full", torch.float16) == {"load_dtype": torch.float32, "fp16": True, "bf16": False}
+    for method in ("qlora", "lora"):
+        assert training_precision(method, torch.float16)["load_dtype"] == torch.float16
+    assert training_precision("full", torch.bfloat16) == {"load_dtype": torch.bfloat16, "fp16": False, "bf16": True}
+    assert training_precision("full", torch.float32) == {"load_dtype": torch.float32, "fp16": False, "bf16": False}
+    with pytest.raises(ValueError):
+        training_precision("qdora", torch.float16)
+    # why: torch's gradient scaler refuses float16 gradients, which a float16-loaded full fine-tune has
+    scaler = torch.amp.GradScaler("cpu")
+    for dtype, refused in ((torch.float16, True), (training_precision("full", torch.float16)["load_dtype"], False)):
+        layer = torch.nn.Linear(4, 4).to(dtype)
+        opt = torch.optim.AdamW(layer.parameters())
+        scaler.scale(layer(torch.ones(2, 4, dtype=dtype)).float().sum()).backward()
+        if refused:
+            with pytest.raises(ValueError, match="unscale FP16 gradients"):
+                scaler.unscale_(opt)
+        else:
+            scaler.unscale_(opt)
+        scaler.update()
+
+
+def test_the_estimator_decides_what_fits_a_t4():
+    t4 = 15e9
+    tiny = profile_config("colab-t4")
+    assert isinstance(tiny, LlamaConfig) and tiny.num_hidden_layers == HUB_SHAPES["TinyLlama/TinyLlama_v1.1"]["num_hidden_layers"]
+    settings = training_settings("colab-t4", {})
+    need = {m: estimate_method(tiny, m, settings, torch.float16).total for m in ("QLoRA", "LoRA", "full fine-tuning", "QDoRA")}
+    assert mem.check_fit(need["QLoRA"], "cuda", available=t4) and mem.check_fit(need["LoRA"], "cuda", available=t4)
+    full = mem.check_fit(need["full fine-tuning"], "cuda", available=t4, what="full fine-tuning")
+    assert not full and "does not fit" in full.reason and "full fine-tuning" in full.reason
+    # float32 weights, gradients and two AdamW moments: 16 bytes per parameter before activations
+    params = sum(mem.llama_param_counts(tiny).values())
+    assert need["full fine-tuning"] > 16 * params
+    big = profile_config("gpu-8b")
+    eight = training_settings("gpu-8b", {})
+    assert not mem.check_fit(estimate_method(big, "full fine-tuning", eight, torch.bfloat16).total, "cuda", available=24e9)
+    assert mem.check_fit(estimate_method(big, "QLoRA", eight, torch.bfloat16).total, "cuda", available=24e9)
+    with pytest.raises(ValueError):
+        mem.check_fit(float("nan"), "cpu")
+    with pytest.raises(ValueError):
+        mem.check_fit(1.0, "tpu", available=None)
+
+
+def test_checkpointing_names_follow_the_installed_transformers():
+    @dataclasses.dataclass
+    class Old:  # transformers before 5.23 (Colab's 5.15)
+        gradient_checkpointing: bool = False
+        gradient_checkpointing_kwargs: dict | None = None
+
+    @dataclasses.dataclass
+    class New(Old):
+        activation_checkpointing: bool | None = None
+        activation_checkpointing_kwargs: dict | None = None
+
+    assert checkpointing_args(True, Old) == {"gradient_checkpointing": True,
+                                             "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    assert checkpointing_args(True, New)["activation_checkpointing"] is True
+    from trl import SFTConfig
+
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    assert set(checkpointing_args(False)) <= names
+
+
+def test_settings_overrides(monkeypatch):
+    monkeypatch.setenv("QLORA_COURSE_SETTINGS", '{"max_steps": 5, "gradient_checkpointing": true}')
+    s = training_settings("course-tiny")
+    assert s["max_steps"] == 5 and s["gradient_checkpointing"] is True and s["r"] == TRAINING["course-tiny"]["r"]
+    assert training_settings("course-tiny", {})["max_steps"] == TRAINING["course-tiny"]["max_steps"]
+    for bad in ('{"max_step": 5}', '{"max_steps": 0}', '{"max_steps": 2.5}', "[1]", "max_steps=5",
+                '{"gradient_checkpointing": 1}'):
+        with pytest.raises(ValueError):
+            training_settings("course-tiny", bad)
+    monkeypatch.setenv("QLORA_COURSE_DATASET", "/does/not/exist")
+    with pytest.raises(ValueError, match="neither a local folder"):
+        load_task_data(resolve_profile("course-tiny"))
+
+
+# --- the central claim's measures ---------------------------------------------------------------------
+
+def test_baselines():
+    from datasets import Dataset
+
+    train = Dataset.from_list([{"prompt": "p", "completion": c} for c in (" job", " job", " pet")])
+    test = Dataset.from_list([{"prompt": "p", "completion": c} for c in (" job", " pet", " pet", " food")])
+    assert majority_accuracy(train, test) == ("job", 0.25)
+    tok = AutoTokenizer.from_pretrained(course_model_path())
+    model = AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=torch.float32)
+    from qlora_course.data import make_task_data
+
+    rows = make_task_data(20, 5, 12, n_test_unseen=5)["test"]
+    result = choice_accuracy(model, tok, rows)
+    choices = sorted(set(rows["completion"]))
+    for prompt, pred in zip(rows["prompt"][:3], result.predictions[:3], strict=True):
+        scores = {}
+        for c in choices:
+            ex = tokenize_example(tok, prompt, c, eos=False)
+            ids = torch.tensor([ex["input_ids"]])
+            with torch.no_grad():
+                logp = model(ids).logits.log_softmax(-1)[0, :-1]
+            n = len(ex["input_ids"]) - ex["labels"].count(-100)
+            scores[c] = sum(logp[i - 1, ids[0, i]].item() for i in range(len(ex["input_ids"]) - n, len(ex["input_ids"])))
+        assert pred == max(scores, key=scores.get).strip()
+    with pytest.raises(ValueError):
+        choice_accuracy(model, tok, rows, choices=[" job"])
+
+
+def test_stored_method_comparison_matches_the_course_settings():
+    stored = json.loads((course_model_path() / "method_comparison.json").read_text())
+    settings = training_settings("course-tiny", {})
+    assert {k: v for k, v in stored["settings"].items() if k != "seeds"} == {k: v for k, v in settings.items() if k != "seeds"}, \
+        "the profile's settings changed: re-run " + stored["command"]
+    assert stored["command"].startswith("python tools/compare_methods.py")
+    seeds = {r["seed"] for r in stored["runs"]}
+    assert seeds == {0, 1, 2}
+    for name in ("QLoRA", "LoRA", "full fine-tuning", "QDoRA"):
+        rows = [r for r in stored["runs"] if r["method"] == name]
+        assert len(rows) == 3 and all(0 <= r["seen"] <= 1 and 0 <= r["unseen"] <= 1 for r in rows)
+
+
+def test_hub_profiles_are_not_offline():
+    assert not PROFILES["colab-t4"].offline and PROFILES["course-tiny"].offline
+
+
+# --- the notebook, end to end against the stand-ins ----------------------------------------------------
+
+CHECKS = """
+import json as _json
+_fails = []
+if len(tokenizer) != base_config.vocab_size:
+    _fails.append(f"the tokenizer grew to {len(tokenizer)} tokens, the model has {base_config.vocab_size}")
+from safetensors import safe_open as _open
+with _open(str(adapter_dir / "adapter_model.safetensors"), "pt") as _f:
+    _keys = list(_f.keys())
+if any("embed_tokens" in k or "lm_head" in k for k in _keys):
+    _fails.append("the adapter carries embedding matrices")
+if not base_bytes > 0:
+    _fails.append("base size is zero")
+for _split in data:
+    for _row in data[_split]:
+        if len(tokenize_example(tokenizer, _row["prompt"], _row["completion"])["input_ids"]) > settings["max_length"]:
+            _fails.append(f"{_split}: a row is longer than max_length")
+            break
+if reload_diff != 0.0:
+    _fails.append(f"the reloaded adapter differs by {reload_diff}")
+if set(methods) != {"QLoRA", "LoRA", "full fine-tuning", "QDoRA"}:
+    _fails.append(f"methods run: {methods}, skipped: {skipped}")
+print("CHECKS", _json.dumps(_fails))
+"""
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("kind", ["llama2", "llama3"])
+def test_lesson5_runs_end_to_end_on_hub_standins(hub, kind, tmp_path, monkeypatch):
+    monkeypatch.setenv("QLORA_COURSE_PROFILE", str(hub[kind]))
+    monkeypatch.setenv("QLORA_COURSE_DATASET", str(hub["chat"]))
+    monkeypatch.setenv("QLORA_COURSE_SETTINGS", json.dumps(QUICK))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = load(ROOT / "solutions" / "05_qlora_finetune.ipynb")
+    with kernel(nb, tmp_path, timeout=600) as (run, client):
+        execute_all(client, nb)
+        out = run(CHECKS)
+    fails = json.loads(out.split("CHECKS", 1)[1])
+    assert not fails, fails
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "'truncated': " in printed and "reused for padding" in printed

@@ -73,3 +73,48 @@ def test_public_exercise_tests_ship_with_the_package():
         assert sorted(p.name for p in Path(exercise_tests_dir(lesson)).glob("q*.py"))
     with pytest.raises(ValueError, match="no exercise tests"):
         exercise_tests_dir("99_nothing")
+
+
+def _install_part(lesson: str) -> str:
+    """The Colab part of a lesson's setup cell: everything before its first library import."""
+    nb = json.loads((ROOT / "solutions" / f"{lesson}.ipynb").read_text())
+    setup = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and "google.colab" in "".join(c["source"]))
+    start = setup.index('if "google.colab"')
+    return setup[:start] + setup[start:].split("\n\n", 1)[0]
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_colab_setup_stops_with_one_message_when_the_install_fails(lesson, monkeypatch):
+    import subprocess
+    import sys
+    import types
+
+    code = _install_part(lesson)
+    calls = []
+
+    def failing_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version that satisfies ... github.com")
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", failing_run)
+    with pytest.raises(SystemExit) as stop:
+        exec(compile(code, f"{lesson} setup", "exec"), {})
+    message = str(stop.value)
+    assert calls and "Could not install the course package" in message and "github.com" in message
+    assert "internet access" in message and "run this cell again" in message
+
+
+def test_static_widgets_draw_once_at_the_starting_values(monkeypatch, capsys):
+    import ipywidgets as widgets
+
+    seen = []
+    monkeypatch.setenv("QLORA_COURSE_STATIC_WIDGETS", "1")
+
+    @notebook.interactive(r=widgets.IntSlider(value=4, min=1, max=8), kind=widgets.Dropdown(options=["a", "b"], value="b"))
+    def draw(r, kind):
+        seen.append((r, kind))
+
+    assert seen == [(4, "b")] and "static figure" in capsys.readouterr().out
+    monkeypatch.setenv("QLORA_COURSE_STATIC_WIDGETS", "0")
+    assert not notebook.static_widgets()

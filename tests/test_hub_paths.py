@@ -160,8 +160,8 @@ def test_float16_training_keeps_trainable_weights_float32():
     with pytest.raises(ValueError):
         training_precision("qdora", torch.float16)
     # why: torch's gradient scaler refuses float16 gradients, which a float16-loaded full fine-tune has
-    scaler = torch.amp.GradScaler("cpu")
     for dtype, refused in ((torch.float16, True), (training_precision("full", torch.float16)["load_dtype"], False)):
+        scaler = torch.amp.GradScaler("cpu")
         layer = torch.nn.Linear(4, 4).to(dtype)
         opt = torch.optim.AdamW(layer.parameters())
         scaler.scale(layer(torch.ones(2, 4, dtype=dtype)).float().sum()).backward()
@@ -170,7 +170,8 @@ def test_float16_training_keeps_trainable_weights_float32():
                 scaler.unscale_(opt)
         else:
             scaler.unscale_(opt)
-        scaler.update()
+            scaler.step(opt)
+            scaler.update()
 
 
 def test_the_estimator_decides_what_fits_a_t4():
@@ -183,7 +184,7 @@ def test_the_estimator_decides_what_fits_a_t4():
     full = mem.check_fit(need["full fine-tuning"], "cuda", available=t4, what="full fine-tuning")
     assert not full and "does not fit" in full.reason and "full fine-tuning" in full.reason
     # float32 weights, gradients and two AdamW moments: 16 bytes per parameter before activations
-    params = sum(mem.llama_param_counts(tiny).values())
+    params = mem.llama_param_counts(tiny)["total"]
     assert need["full fine-tuning"] > 16 * params
     big = profile_config("gpu-8b")
     eight = training_settings("gpu-8b", {})
@@ -282,11 +283,8 @@ import json as _json
 _fails = []
 if len(tokenizer) != base_config.vocab_size:
     _fails.append(f"the tokenizer grew to {len(tokenizer)} tokens, the model has {base_config.vocab_size}")
-from safetensors import safe_open as _open
-with _open(str(adapter_dir / "adapter_model.safetensors"), "pt") as _f:
-    _keys = list(_f.keys())
-if any("embed_tokens" in k or "lm_head" in k for k in _keys):
-    _fails.append("the adapter carries embedding matrices")
+if adapter_bytes > 4 * trainable + 100_000:  # float32 adapters and a header: no resized embeddings saved with them
+    _fails.append(f"the adapter has {adapter_bytes} bytes for {trainable} float32 parameters")
 if not base_bytes > 0:
     _fails.append("base size is zero")
 for _split in data:

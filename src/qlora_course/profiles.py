@@ -76,8 +76,8 @@ PROFILES = {
 # smaller rank (its layers are 256 wide); alpha = 2r keeps the update scale alpha/r at 2.
 # ``seeds``: how many seeds the method comparison (lesson 5, section 8) trains live; course-tiny's
 # three-seed table comes from tools/compare_methods.py, and the notebook re-trains seed 0 to check it.
-# ``gradient_checkpointing``: the course model's activations are a few MB, so it trains without
-# (faster); the hub profiles need it to fit.
+# ``gradient_checkpointing``: a course-model step (about 0.3 GB at batch 16) fits any CPU's memory, so
+# it trains without (faster); the hub profiles need it to fit.
 TRAINING = {
     "course-tiny": dict(r=16, lora_alpha=32, lora_dropout=0.05, learning_rate=2e-3, full_learning_rate=2e-4,
                         max_steps=80, batch_size=16, grad_accum=1, max_length=128, eval_limit=200,

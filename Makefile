@@ -1,6 +1,8 @@
 # The course's commands. Each sets up its own environment on first use (a virtual environment in
 # .venv with the pinned versions of requirements.txt), so a fresh clone needs nothing else.
 #   make test       unit tests + notebook tests (what CI runs)
+#   make test-fast  the tests that neither execute notebooks nor train models (about a minute)
+#   make bench      only the benchmarks (ratios against bitsandbytes, measured side by side)
 #   make course     execute every solution notebook; executed copies and SUMMARY.md in course-output/
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
 #   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files: grades/gradebook.csv + feedback
@@ -11,7 +13,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test course notebooks check-notebooks grade slides clean
+.PHONY: setup test test-fast bench course notebooks check-notebooks grade slides clean
 
 setup: $(STAMP)
 
@@ -22,6 +24,12 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not notebook and not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -m benchmark
 
 course: $(STAMP)
 	$(BIN)/python tools/run_course.py

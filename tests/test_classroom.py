@@ -12,6 +12,8 @@ import pytest
 from conftest import ROOT
 from notebook_harness import load, questions
 
+pytestmark = pytest.mark.notebook  # grading executes notebooks
+
 LESSON = "03_double_quant"   # the quickest lesson to execute
 TIMEOUT = 150                # seconds per notebook; the honest ones take well under a minute
 
@@ -27,7 +29,7 @@ def _answer_cells(nb):
 def _answered(only=None):
     nb = _student()
     answers = sorted(questions(load(ROOT / "solutions" / f"{LESSON}.ipynb")).items())
-    for cell, (q, code) in zip(_answer_cells(nb), answers):
+    for cell, (q, code) in zip(_answer_cells(nb), answers, strict=True):
         if only is None or q in only:
             cell.source = code
     return nb
@@ -136,7 +138,7 @@ def test_every_lesson_builds_as_a_slide_deck(tmp_path):
     decks = build_slides.build_all(tmp_path)
     notes = sorted((ROOT / "lessons").glob("*.md"))
     assert [d.stem for d in decks] == [n.stem for n in notes] and len(notes) >= 5
-    for deck, note in zip(decks, notes):
+    for deck, note in zip(decks, notes, strict=True):
         html = deck.read_text(encoding="utf-8")
         sections = sum(1 for line in note.read_text(encoding="utf-8").splitlines() if line.startswith("## "))
         assert "reveal.js" in html and html.count("<section") >= sections + 1, deck.name

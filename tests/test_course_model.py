@@ -78,7 +78,7 @@ def test_loads_in_4_bits_nf4_with_double_quantization(model, tokenizer):
 
 def test_profile_loader_gives_the_same_model(model):
     m, tok = load_model_and_tokenizer("course-tiny", compute_dtype=torch.float32)
-    for (n1, p1), (n2, p2) in zip(model.named_parameters(), m.named_parameters()):
+    for (n1, p1), (n2, p2) in zip(model.named_parameters(), m.named_parameters(), strict=True):
         assert n1 == n2 and torch.equal(p1, p2)
     assert tok.pad_token_id not in (None, tok.eos_token_id)
 
@@ -92,6 +92,7 @@ def test_tokenizer_round_trip_and_special_tokens(tokenizer):
     assert tokenizer.decode(tokenizer("naïve café ☕")["input_ids"], skip_special_tokens=True) == "naïve café ☕"
 
 
+@pytest.mark.slow
 def test_model_card_reports_what_the_model_measures(model, tokenizer):
     card = (PATH / "README.md").read_text()
     assert f"{FACTS['parameters']:,} parameters" in card
@@ -254,6 +255,7 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tokenizer):
     assert math.isclose(ppl, len(tokenizer), rel_tol=1e-6)  # float32 log-softmax
 
 
+@pytest.mark.slow
 def test_lora_learns_the_task_in_minutes(tokenizer, data):
     """The task is learnable: a plain LoRA fine-tune (the model card's recipe, fewer test questions)."""
     from peft import LoraConfig, get_peft_model
@@ -273,6 +275,7 @@ def test_lora_learns_the_task_in_minutes(tokenizer, data):
     assert acc >= 0.80, f"LoRA reached only {acc:.0%} exact match"
 
 
+@pytest.mark.slow
 def test_evaluating_a_4bit_model_leaves_it_trainable(tokenizer, data):
     """On AVX512-BF16 CPUs bitsandbytes repacks a 4-bit layer for a kernel without backward the first
     time it runs in eval mode without grad; our evaluation must not trigger that, or a LoRA fine-tune

@@ -29,7 +29,7 @@ def test_factors_multiply_to_the_approximation_and_keep_dtype():
 def test_relative_error_and_energy_agree_with_direct_computation():
     W = torch.randn(40, 25)
     errors = lowrank.relative_error(W, [1, 5, 25])
-    for r, e in zip([1, 5, 25], errors):
+    for r, e in zip([1, 5, 25], errors, strict=True):
         direct = torch.linalg.norm(W - lowrank.low_rank_approx(W, r)) / torch.linalg.norm(W)
         assert abs(e.item() - direct.item()) < 1e-5
     assert errors[-1] == 0

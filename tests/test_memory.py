@@ -69,6 +69,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,which,dtype,gc,dropout,opt", CASES,
                          ids=[f"{m}-{w}-{str(d)[6:]}-{'gc' if g else 'nogc'}-p{p}-{o}" for m, w, d, g, p, o in CASES])
 def test_estimate_matches_measured_memory_part_by_part(method, which, dtype, gc, dropout, opt):

@@ -153,14 +153,15 @@ def test_error_usage_entropy_and_fake_quantization():
         round_trip(x, "int3")
 
 
+@pytest.mark.benchmark
 def test_quantizing_is_as_fast_as_bitsandbytes():
-    """Side by side in one run, alternating, median of 5: a ratio, not an absolute time."""
+    """Side by side in one run, alternating, median of 9: a ratio, not an absolute time."""
     import time
 
     big = torch.randn(2048, 4096, generator=torch.Generator().manual_seed(0)) * 0.02
     ours, ref = [], []
-    for _ in range(5):
+    for _ in range(9):
         t0 = time.perf_counter(); quantize_nf4(big, 64); ours.append(time.perf_counter() - t0)
         t0 = time.perf_counter(); bnbF.quantize_4bit(big, blocksize=64, quant_type="nf4"); ref.append(time.perf_counter() - t0)
-    ratio = sorted(ours)[2] / sorted(ref)[2]
+    ratio = sorted(ours)[4] / sorted(ref)[4]
     assert ratio < 1.3, f"our quantizer took {ratio:.2f}x bitsandbytes' time"  # 1.3: room for timing noise

@@ -68,7 +68,7 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
     problems = []
     filled = copy.deepcopy(student)
     answer_cells = [c for c in filled.cells if "otter_answer_cell" in c.get("metadata", {}).get("tags", [])]
-    for cell, (_, code) in zip(answer_cells, sorted(answers.items())):
+    for cell, (_, code) in zip(answer_cells, sorted(answers.items()), strict=True):
         cell.source = code
     with kernel(filled, tmp_path) as (run, client):
         execute_all(client, filled)
@@ -78,7 +78,7 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
             if gap > 0.03:
                 problems.append(f"the student notebook's seed-0 runs differ from the stored results by {gap:.3f}")
         run(GRADE_HELPER)
-        for (question, answer), stub in zip(sorted(answers.items()), stub_cells):
+        for (question, answer), stub in zip(sorted(answers.items()), stub_cells, strict=True):
             test_file = tests_dir / f"{question}.py"
             for label, code in [("stub", stub)] + [(f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])]:
                 run(code)

@@ -17,6 +17,8 @@ from qlora_course.finetune import collate, tokenize_example
 from qlora_course.models import course_model_path
 from qlora_course.profiles import TRAINING, resolve_profile, training_settings
 
+pytestmark = pytest.mark.slow  # trains the course model with TRL
+
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 

@@ -29,7 +29,7 @@ def bnb_training_path(model):
     try:
         yield model
     finally:
-        for m, mode in zip(layers, modes):
+        for m, mode in zip(layers, modes, strict=True):
             m.training = mode
 
 
@@ -45,7 +45,7 @@ class EvalResult:
     def examples(self, k: int = 3) -> list[dict]:
         """The first ``k`` examples as ``{"prompt", "prediction", "reference", "correct"}``."""
         return [{"prompt": p, "prediction": y, "reference": r, "correct": y == r}
-                for p, y, r in list(zip(self.prompts, self.predictions, self.references))[:k]]
+                for p, y, r in list(zip(self.prompts, self.predictions, self.references, strict=True))[:k]]
 
 
 @torch.no_grad()
@@ -94,7 +94,7 @@ def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens:
     prompts = list(dataset["prompt"][:n])
     refs = [c.strip() for c in dataset["completion"][:n]]
     preds = generate_completions(model, tokenizer, prompts, batch_size, max_new_tokens, progress, desc="exact match")
-    acc = sum(p == r for p, r in zip(preds, refs)) / n
+    acc = sum(p == r for p, r in zip(preds, refs, strict=True)) / n
     return EvalResult(acc, preds, refs, prompts)
 
 

@@ -153,7 +153,7 @@ def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16,
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no parameter requires grad: nothing to train (did you add adapters?)")
-    examples = [tokenize_example(tokenizer, p, c) for p, c in zip(dataset["prompt"], dataset["completion"])]
+    examples = [tokenize_example(tokenizer, p, c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
     rng = random.Random(seed)
     order: list[int] = []
     device = next(model.parameters()).device

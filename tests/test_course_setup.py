@@ -118,3 +118,22 @@ def test_static_widgets_draw_once_at_the_starting_values(monkeypatch, capsys):
     assert seen == [(4, "b")] and "static figure" in capsys.readouterr().out
     monkeypatch.setenv("QLORA_COURSE_STATIC_WIDGETS", "0")
     assert not notebook.static_widgets()
+
+
+def test_threads_follow_the_usable_cpus_and_the_environment(monkeypatch, tmp_path):
+    before = torch.get_num_threads()
+    try:
+        (tmp_path / "cpu.max").write_text("150000 100000\n")  # a container allowed 1.5 CPUs
+        assert notebook.usable_cpus(str(tmp_path)) == 1
+        (tmp_path / "cpu.max").write_text("max 100000\n")
+        assert notebook.usable_cpus(str(tmp_path)) == len(__import__("os").sched_getaffinity(0))
+        monkeypatch.setenv("QLORA_COURSE_THREADS", "1")
+        assert notebook.set_threads() == 1 == torch.get_num_threads()
+        for bad in ("0", "two", "-1", "1.5"):
+            monkeypatch.setenv("QLORA_COURSE_THREADS", bad)
+            with pytest.raises(ValueError, match="QLORA_COURSE_THREADS"):
+                notebook.set_threads()
+        with pytest.raises(ValueError):
+            notebook.set_threads(0)
+    finally:
+        torch.set_num_threads(before)

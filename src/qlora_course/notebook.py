@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 __all__ = ["NotebookEnv", "seed_everything", "pick_device_and_dtype", "package_versions", "setup_notebook",
-           "static_widgets", "interactive"]
+           "static_widgets", "interactive", "usable_cpus", "set_threads"]
 
 DEFAULT_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "qlora-course")
 
@@ -35,7 +35,6 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
 
 
 def pick_device_and_dtype() -> tuple[str, torch.dtype]:
@@ -66,13 +65,15 @@ def setup_notebook(seed: int = 0, profile: str = "course-tiny", packages: tuple[
     import sys
 
     seed_everything(seed)
+    threads = set_threads()
     device, dtype = pick_device_and_dtype()
     in_colab = "google.colab" in sys.modules
     if in_colab:
         _colab_widgets()
     versions = ", ".join(f"{k} {v}" for k, v in package_versions(packages).items())
     print(f"Python {platform.python_version()}; {versions}")
-    where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    where = (torch.cuda.get_device_name(0) if device == "cuda"
+             else f"CPU, {threads} torch thread{'s' if threads > 1 else ''} of {os.cpu_count()} cores")
     print(f"device: {device} [{where}], compute dtype: {str(dtype).removeprefix('torch.')}, "
           f"seed: {seed}, profile: {profile}{' (Colab)' if in_colab else ''}")
     return NotebookEnv(device=device, dtype=dtype, profile=profile, seed=seed, in_colab=in_colab)
@@ -115,4 +116,51 @@ def interactive(**controls):
         return widgets.interact(fn, **controls)
 
     return decorate
+
+
+def _cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs allowed by the process's cgroup quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), or None."""
+    from pathlib import Path
+
+    try:
+        quota, period = Path(root, "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path(root, "cpu", "cpu.cfs_quota_us").read_text())
+        period = int(Path(root, "cpu", "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """How many CPUs this process may really use: the cores it is pinned to (affinity), capped by its
+    container's CPU quota. ``os.cpu_count()``, which torch's default follows, counts the whole host."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = _cgroup_cpu_limit(cgroup_root)
+    if limit is not None:
+        cpus = min(cpus, max(1, int(limit)))
+    return max(1, cpus)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Give torch ``n`` threads (default ``$QLORA_COURSE_THREADS``, else :func:`usable_cpus`); returns it.
+
+    More threads than usable cores make every kernel wait for the others: on a shared class server
+    (many kernels on a few cores) set ``QLORA_COURSE_THREADS`` to the cores each user gets, often 1.
+    """
+    if n is None:
+        env = os.environ.get("QLORA_COURSE_THREADS", "").strip()
+        if env:
+            if not env.isdigit() or int(env) < 1:
+                raise ValueError(f"QLORA_COURSE_THREADS must be a positive whole number, got {env!r}")
+            n = int(env)
+        else:
+            n = usable_cpus()
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the thread count must be a positive int, got {n!r}")
+    torch.set_num_threads(n)
+    return n
 

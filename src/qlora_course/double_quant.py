@@ -187,7 +187,8 @@ def quantize_blockwise_8bit(x: torch.Tensor, code: torch.Tensor, blocksize: int 
     flat = x.reshape(-1).float()
     n = flat.numel()
     blocks = -(-n // blocksize)
-    padded = torch.cat([flat, flat.new_zeros(blocks * blocksize - n)]).reshape(blocks, blocksize)
+    width = min(blocksize, n)  # a block larger than the data is the data: never allocate the padding
+    padded = torch.cat([flat, flat.new_zeros(blocks * width - n)]).reshape(blocks, width)
     absmax = padded.abs().amax(dim=1)  # zero padding cannot change a maximum of absolute values
     scaled = padded * (1.0 / absmax)[:, None]  # 0 * inf = NaN in an all-zero block: replaced below
     zero_block = (absmax == 0)[:, None]
@@ -213,7 +214,7 @@ def dequantize_blockwise_8bit(q: torch.Tensor, absmax: torch.Tensor, code: torch
     _check_codes_and_scales(q, absmax, blocksize)
     code = _check_code(code)
     values = code[q.reshape(-1).long()]
-    scales = absmax.reshape(-1).float().repeat_interleave(blocksize)[: values.numel()]
+    scales = absmax.reshape(-1).float().repeat_interleave(min(blocksize, values.numel()))[: values.numel()]
     return (values * scales).reshape(q.shape)
 
 

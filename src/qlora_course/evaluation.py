@@ -88,9 +88,7 @@ def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens:
     for col in ("prompt", "completion"):
         if col not in dataset.column_names:
             raise ValueError(f"the data set needs a {col!r} column, it has {dataset.column_names}")
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    if n == 0:
-        raise ValueError("nothing to evaluate: the data set is empty")
+    n = _limit(dataset, limit)
     prompts = list(dataset["prompt"][:n])
     refs = [c.strip() for c in dataset["completion"][:n]]
     preds = generate_completions(model, tokenizer, prompts, batch_size, max_new_tokens, progress, desc="exact match")
@@ -107,6 +105,16 @@ def summed_next_token_nll(model, input_ids: torch.Tensor, attention_mask: torch.
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100,
                                             reduction="sum")
     return nll.item(), int((targets != -100).sum())
+
+
+def _limit(dataset, limit: int | None) -> int:
+    """How many rows of ``dataset`` to evaluate: all, or the first ``limit`` (a positive whole number)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive whole number or None, got {limit!r}")
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise ValueError("nothing to evaluate: the data set is empty")
+    return n
 
 
 def _token_batches(examples: list[dict], batch_size: int, vocab_size: int, logits_budget: int):
@@ -181,9 +189,7 @@ def completion_loss(model, tokenizer, dataset, batch_size: int = 16, limit: int 
     """Mean cross-entropy per completion token (EOS included) of ``dataset``'s ``completion`` given its
     ``prompt``: the held-out measure for data sets where exact match means nothing (open-ended chat).
     ``max_length`` cuts long prompts from the left (as in training); the completion is always kept whole."""
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    if n == 0:
-        raise ValueError("the data set is empty")
+    n = _limit(dataset, limit)
     rows = dataset.select(range(n))
     pairs = completion_nlls(model, tokenizer, list(rows["prompt"]), list(rows["completion"]), batch_size,
                             max_length=max_length)
@@ -196,9 +202,7 @@ def choice_accuracy(model, tokenizer, dataset, choices: list[str] | None = None,
     ``dataset``) whose tokens are most likely after the prompt (summed log-probability, no EOS) is the
     prediction. A baseline for a model that has never seen the answer format: it cannot answer, but it
     may still prefer the right word."""
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    if n == 0:
-        raise ValueError("nothing to evaluate: the data set is empty")
+    n = _limit(dataset, limit)
     choices = sorted({c for c in dataset["completion"]}) if choices is None else list(choices)
     if len(choices) < 2:
         raise ValueError(f"need at least two choices, got {choices}")

@@ -116,6 +116,12 @@ def collate(examples: list[dict], pad_token_id: int) -> dict:
     ``input_ids`` int64, ``attention_mask`` int64 (0 on padding), ``labels`` int64 (-100 on padding)."""
     if pad_token_id is None:
         raise ValueError("batching needs a pad token (distinct from EOS)")
+    if not examples:
+        raise ValueError("nothing to collate: the list of examples is empty")
+    for i, e in enumerate(examples):
+        if len(e["labels"]) != len(e["input_ids"]):
+            raise ValueError(f"example {i} has {len(e['input_ids'])} input ids but {len(e['labels'])} labels: "
+                             "there must be one label per token")
     n = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), n), pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), n), IGNORE_INDEX, dtype=torch.long)
@@ -130,7 +136,12 @@ def collate(examples: list[dict], pad_token_id: int) -> dict:
 
 def warmup_cosine(step: int, steps: int, warmup: int) -> float:
     """Learning-rate multiplier at ``step`` (0-based) of ``steps``: linear from 1/warmup to 1 over ``warmup``
-    steps, then a cosine from 1 down to 0.1 at the last step."""
+    steps, then a cosine from 1 towards 0.1, which it would reach one step after the last."""
+    for name, value in (("step", step), ("steps", steps), ("warmup", warmup)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative whole number, got {value!r}")
+    if not 0 <= step < steps:
+        raise ValueError(f"step must be in [0, steps={steps}), got {step}")
     if step < warmup:
         return (step + 1) / warmup
     return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
@@ -148,8 +159,8 @@ def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16,
     """
     from tqdm.auto import tqdm
 
-    if steps < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError("steps, batch_size and lr must be positive")
+    if steps < 1 or batch_size < 1 or not 0 < lr < math.inf:
+        raise ValueError(f"steps, batch_size and lr must be positive (and lr finite), got {steps}, {batch_size}, {lr}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no parameter requires grad: nothing to train (did you add adapters?)")

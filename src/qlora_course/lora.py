@@ -18,6 +18,7 @@ so weights can be copied across and outputs compared; see ``tests/test_lora.py``
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 __all__ = [
     "LoRALinear",
     "add_lora",
+    "target_list",
     "lora_state_dict",
     "load_lora_state_dict",
     "count_parameters",
@@ -76,8 +78,8 @@ class LoRALinear(nn.Module):
                 f"layer of shape (out={out_features}, in={in_features}); a rank above that adds "
                 "parameters without adding expressiveness"
             )
-        if not alpha > 0:
-            raise ValueError(f"alpha must be positive, got {alpha!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (0 < alpha < math.inf):
+            raise ValueError(f"alpha must be positive and finite, got {alpha!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
 
@@ -96,6 +98,10 @@ class LoRALinear(nn.Module):
         self._merged_norm: torch.Tensor | None = None
         self.reset_lora_parameters()
         if use_dora:
+            zero_rows = (base.weight.detach() == 0).all(dim=1).nonzero().flatten().tolist()
+            if zero_rows:
+                raise ValueError(f"DoRA divides each output row by its norm, and row(s) {zero_rows[:8]} of the "
+                                 "weight are all zero; use plain LoRA for this layer")
             # m starts at the row norms of W0 + s*B*A (= ||W0|| since B = 0): the layer starts unchanged.
             self.magnitude = nn.Parameter(self._weight_norm().detach().clone())
 
@@ -197,6 +203,18 @@ class LoRALinear(nn.Module):
         return f"{kind}: in={self.in_features}, out={self.out_features}, r={self.r}, {scale}, merged={self.merged}"
 
 
+def target_list(target_modules: Iterable[str]) -> list[str]:
+    """``target_modules`` as a list of layer names; a single string is refused (``list("q_proj")`` would
+    be its letters)."""
+    if isinstance(target_modules, str):
+        raise TypeError(f"target_modules must be a list of names, e.g. [{target_modules!r}], not a string: "
+                        "a string would be read letter by letter")
+    targets = list(target_modules)
+    if not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ValueError(f"target_modules must be non-empty layer names, got {targets!r}")
+    return targets
+
+
 def add_lora(
     model: nn.Module,
     target_modules: Iterable[str],
@@ -215,7 +233,7 @@ def add_lora(
     Returns:
         The full names of the wrapped layers. Raises ``ValueError`` if none matched.
     """
-    targets = list(target_modules)
+    targets = target_list(target_modules)
     model.requires_grad_(False)
     names = [
         name
@@ -316,7 +334,7 @@ def llama_param_counts(config) -> dict[str, int]:
 def lora_trainable_params(config, r: int, target_modules: Iterable[str]) -> int:
     """Trainable LoRA parameters for a whole Llama model: layers x sum over targets of ``r (in + out)``."""
     shapes = llama_linear_shapes(config)
-    targets = list(target_modules)
+    targets = target_list(target_modules)
     unknown = [t for t in targets if t not in shapes]
     if unknown:
         raise ValueError(f"unknown Llama linear layer(s) {unknown}; choose from {list(shapes)}")

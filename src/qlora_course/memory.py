@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
 
-from .lora import llama_linear_shapes, llama_param_counts
+from .lora import llama_linear_shapes, llama_param_counts, target_list
 
 __all__ = ["METHODS", "OPTIMIZERS", "MemoryEstimate", "estimate_training_memory", "activation_items",
            "optimizer_state_bytes", "adamw8bit_state_bytes", "tensor_bytes", "saved_tensor_bytes",
@@ -116,6 +117,8 @@ def adamw8bit_state_bytes(numel: int, blocksize: int = 256, min_8bit_size: int =
     counted by :func:`optimizer_state_bytes`, not here.
     """
     _positive_int(numel, "numel")
+    _positive_int(blocksize, "blocksize")
+    _positive_int(min_8bit_size, "min_8bit_size")
     if numel < min_8bit_size:
         return 8 * numel
     return 2 * numel + 2 * 4 * math.ceil(numel / blocksize)
@@ -130,7 +133,10 @@ def optimizer_state_bytes(sizes, optimizer: str = "adamw", param_bytes: int = 4)
     - ``"adamw8bit"``: bitsandbytes' (paged) AdamW8bit: :func:`adamw8bit_state_bytes` per tensor plus
       the two shared 256-entry float32 code tables.
     """
-    sizes = [int(s) for s in sizes]
+    sizes = list(sizes)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes):
+        raise ValueError(f"sizes must be non-negative whole numbers of elements, got {sizes[:8]}")
+    _positive_int(param_bytes, "param_bytes")
     if optimizer == "adamw":
         return sum(2 * param_bytes * s + 4 for s in sizes)
     if optimizer == "adamw32bit":
@@ -169,7 +175,7 @@ def activation_items(config, method: str = "full", act_dtype=torch.bfloat16, *,
     q_out, kv = shapes["q_proj"][1], shapes["k_proj"][1]
     heads = config.num_attention_heads
     full = method == "full"
-    targets = set() if full else set(lora_targets)
+    targets = set() if full else set(target_list(lora_targets))
     unknown = targets - set(shapes)
     if unknown:
         raise ValueError(f"unknown Llama linear layer(s) {sorted(unknown)}; choose from {list(shapes)}")
@@ -287,7 +293,7 @@ def estimate_training_memory(config, method: str = "qlora", batch_size: int = 1,
         trainable = _tensor_sizes(config)
         train_bytes = w
     else:
-        targets = list(lora_targets)
+        targets = target_list(lora_targets)
         unknown = [t for t in targets if t not in shapes]
         if unknown:
             raise ValueError(f"unknown Llama linear layer(s) {unknown}; choose from {list(shapes)}")
@@ -542,6 +548,8 @@ def training_trace(steps: int, weights: int, optimizer_state: int, activations: 
                       ("activations", activations)):
         if isinstance(val, bool) or not isinstance(val, int) or val < (1 if name == "steps" else 0):
             raise ValueError(f"{name} must be a {'positive' if name == 'steps' else 'non-negative'} integer, got {val!r}")
+    if isinstance(spike_factor, bool) or not isinstance(spike_factor, numbers.Real) or not 0 < spike_factor < math.inf:
+        raise ValueError(f"spike_factor must be a positive finite number, got {spike_factor!r}")
     if spike_step is not None and not 0 <= spike_step < steps:
         raise ValueError(f"spike_step must be in [0, {steps}), got {spike_step}")
     trace = []

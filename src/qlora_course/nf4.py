@@ -83,15 +83,39 @@ def _check_input(x: torch.Tensor) -> None:
         raise ValueError("cannot quantize an empty tensor")
 
 
+def _check_code(code) -> None:
+    if not isinstance(code, torch.Tensor) or not code.is_floating_point():
+        raise TypeError(f"code must be a float tensor of values in [-1, 1], got {getattr(code, 'dtype', type(code).__name__)}")
+    if code.ndim != 1 or not 1 <= code.numel() <= 16:
+        raise ValueError(f"a 4-bit code is a flat tensor of 1 to 16 values, got shape {tuple(code.shape)}")
+    if not torch.isfinite(code).all() or code.abs().max() > 1:
+        raise ValueError(f"code values must be finite and within [-1, 1], got {code.tolist()}")
+
+
+def _check_float_dtype(dtype, name: str) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point dtype (float32, float16, bfloat16), got {dtype}")
+
+
 def pack_4bit(idx: torch.Tensor) -> torch.Tensor:
     """Pack 4-bit indices (int, values 0-15, flat, even length) two per byte: ``(n/2, 1)`` uint8,
     the first of each pair in the high nibble."""
+    if not isinstance(idx, torch.Tensor) or idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise TypeError(f"pack_4bit packs integer indices, got {getattr(idx, 'dtype', type(idx).__name__)}")
+    if idx.ndim != 1 or idx.numel() % 2:
+        raise ValueError(f"pack_4bit needs a flat tensor of even length, got shape {tuple(idx.shape)}")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) > 15):
+        raise ValueError(f"4-bit indices are 0 to 15, got values from {int(idx.min())} to {int(idx.max())}")
     q = idx.to(torch.uint8)
     return ((q[0::2] << 4) | q[1::2]).unsqueeze(1)
 
 
 def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
     """The first ``n`` 4-bit indices (int64, flat) of a packed uint8 tensor."""
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
+        raise TypeError(f"packed must be a uint8 tensor, got {getattr(packed, 'dtype', type(packed).__name__)}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 2 * packed.numel():
+        raise ValueError(f"n must be a whole number from 0 to {2 * packed.numel()} (two values per byte), got {n!r}")
     flat = packed.reshape(-1).to(torch.int64)
     idx = torch.stack([flat >> 4, flat & 0xF], dim=1).reshape(-1)
     return idx[:n]
@@ -105,8 +129,7 @@ def quantize_blockwise_4bit(x: torch.Tensor, code: torch.Tensor, blocksize: int 
     """
     check_blocksize(blocksize)
     _check_input(x)
-    if code.numel() > 16:
-        raise ValueError(f"a 4-bit code has at most 16 values, got {code.numel()}")
+    _check_code(code)
     flat = x.reshape(-1).float()
     n = flat.numel()
     full = n - n % blocksize
@@ -137,6 +160,8 @@ def dequantize_blockwise_4bit(packed: torch.Tensor, absmax: torch.Tensor, shape,
     """Undo :func:`quantize_blockwise_4bit`: ``code[index] * absmax`` of its block, in float32, then
     cast to ``dtype``; returns a tensor of ``shape``."""
     check_blocksize(blocksize)
+    _check_code(code)
+    _check_float_dtype(dtype, "dtype")
     shape = torch.Size(shape)
     n = math.prod(shape)
     if n == 0:
@@ -231,6 +256,7 @@ class NF4Linear(torch.nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, blocksize: int = 64,
                  compute_dtype: torch.dtype = torch.float32):
         super().__init__()
+        _check_float_dtype(compute_dtype, "compute_dtype")
         if weight.ndim != 2:
             raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
         packed, absmax = quantize_nf4(weight.detach(), blocksize)

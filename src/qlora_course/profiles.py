@@ -16,6 +16,7 @@ cached nor reachable fails at once with a message, not after a long network time
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -158,8 +159,13 @@ class HubUnavailableError(RuntimeError):
     """A hub model or data set was asked for, but it is not cached and the hub cannot be reached."""
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+
+
 def _is_hub_id(name: str) -> bool:
-    return name != COURSE_MODEL and not Path(name).expanduser().exists() and name.count("/") == 1
+    """``org/name`` in the hub's spelling, and not a folder on this machine."""
+    return (name != COURSE_MODEL and not Path(name).expanduser().exists() and _HUB_ID.fullmatch(name) is not None
+            and ".." not in name and not name.endswith((".", "-")))
 
 
 def resolve_profile(name: str | None = None, dataset: str | None = None) -> Profile:
@@ -179,9 +185,14 @@ def resolve_profile(name: str | None = None, dataset: str | None = None) -> Prof
         profile = Profile(name, str(Path(name).expanduser()), None, False, f"local model {name}")
     elif _is_hub_id(name):
         profile = Profile(name, name, None, False, f"hub model {name} with the course task")
+    elif name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name:
+        raise ValueError(f"profile {name!r} looks like a folder, but there is no such folder on this machine; "
+                         f"use one of {sorted(PROFILES)}, a hub model id like 'TinyLlama/TinyLlama_v1.1', "
+                         "or the path of a saved model")
     else:
         raise ValueError(f"unknown profile {name!r}: use one of {sorted(PROFILES)}, a hub model id like "
-                         "'TinyLlama/TinyLlama_v1.1', or a local model folder")
+                         "'TinyLlama/TinyLlama_v1.1' (organisation/name: letters, digits, '-', '_', '.'), "
+                         "or a local model folder")
     if dataset is not None:
         profile = replace(profile, dataset=None if dataset == "course" else dataset)
     return profile

@@ -14,19 +14,16 @@ import argparse
 import json
 import platform
 import re
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from qlora_course.data import make_task_data  # noqa: E402
-from qlora_course.evaluation import exact_match  # noqa: E402
-from qlora_course.finetune import train_sft  # noqa: E402
-from qlora_course.models import COURSE_MODEL_DIR  # noqa: E402
+from qlora_course.data import make_task_data
+from qlora_course.evaluation import exact_match
+from qlora_course.finetune import train_sft
+from qlora_course.models import COURSE_MODEL_DIR
 
 START, END = "<!-- task-check:start -->", "<!-- task-check:end -->"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -24,11 +23,10 @@ import torch
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from qlora_course.data import make_corpus, make_task_examples  # noqa: E402
-from qlora_course.finetune import warmup_cosine  # noqa: E402
-from qlora_course.models import (COURSE_MODEL_DIR, build_tokenizer, course_model_config,  # noqa: E402
+from qlora_course.data import make_corpus, make_task_examples
+from qlora_course.finetune import warmup_cosine
+from qlora_course.models import (COURSE_MODEL_DIR, build_tokenizer, course_model_config,
                                  perplexity, weight_normality_report)
 
 

@@ -1,7 +1,7 @@
 """One place that turns a profile name into a model and a data set.
 
 - ``course-tiny`` (the default): the course's own small Llama (:func:`qlora_course.models.course_model_path`)
-  and the generated reading task (:func:`qlora_course.data.make_task_data`). Offline, CPU, seconds.
+  and the generated course task (:func:`qlora_course.data.make_task_data`). Offline, CPU, seconds.
 - ``colab-t4``: a ~1B Llama-architecture model from the hub, for a free Colab T4 (float16 compute).
 - ``gpu-8b``: an 8B Llama from the hub, for a large GPU (bfloat16 compute).
 - Any other hub model id (``"org/name"``) or local model folder also works; it gets the course task

@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from qlora_course.data import make_task_data
+from qlora_course.memory import LLAMA_LINEAR
 from qlora_course.methods import METHODS, run_method
 from qlora_course.models import COURSE_MODEL_DIR
 from qlora_course.notebook import package_versions
 from qlora_course.profiles import resolve_profile, set_pad_token, training_settings
 
-TARGETS = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+TARGETS = sorted(LLAMA_LINEAR)  # as lesson 5's exercise 3 lists them
 
 
 def main() -> int:

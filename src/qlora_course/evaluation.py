@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 __all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match", "completion_loss",
-           "summed_next_token_nll", "completion_nlls", "choice_accuracy", "majority_accuracy"]
+           "summed_next_token_nll", "next_token_nll_per_row", "completion_nlls", "choice_accuracy", "majority_accuracy"]
 
 
 @contextmanager
@@ -96,15 +96,24 @@ def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens:
     return EvalResult(acc, preds, refs, prompts)
 
 
+def next_token_nll_per_row(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                           labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(summed next-token losses, number of tokens)``, each of shape ``(batch,)``, over the positions
+    whose ``labels`` are not -100, each token predicted from the ones before it (labels shifted by one).
+    Logits in float32."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    targets = labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
+                                            reduction="none").sum(dim=1)
+    return nll, (targets != -100).sum(dim=1)
+
+
 def summed_next_token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                           labels: torch.Tensor) -> tuple[float, int]:
-    """``(sum of the next-token losses, number of tokens)`` over the positions whose ``labels`` are not
-    -100, each token predicted from the ones before it (labels shifted by one). Logits in float32."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
-    targets = labels[:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=-100,
-                                            reduction="sum")
-    return nll.item(), int((targets != -100).sum())
+    """``(sum of the next-token losses, number of tokens)`` over the whole batch: see
+    :func:`next_token_nll_per_row`."""
+    nll, counts = next_token_nll_per_row(model, input_ids, attention_mask, labels)
+    return nll.sum().item(), int(counts.sum())
 
 
 def _limit(dataset, limit: int | None) -> int:
@@ -139,11 +148,12 @@ def _fitted_examples(tokenizer, prompts, completions, max_length: int | None, eo
     for prompt, completion in zip(prompts, completions, strict=True):
         ex = tokenize_example(tokenizer, prompt, completion, eos=eos)
         if max_length is not None:
-            ex = truncate_example(ex, max_length, keep_first=tokenizer.bos_token_id)
-            if ex is None:
-                raise ValueError(f"a completion of {sum(l != -100 for l in tokenize_example(tokenizer, prompt, completion, eos=eos)['labels'])} "
-                                 f"tokens does not fit max_length={max_length}: drop such rows first "
-                                 "(qlora_course.finetune.fit_to_length)")
+            cut = truncate_example(ex, max_length, keep_first=tokenizer.bos_token_id)
+            if cut is None:
+                n_completion = sum(label != -100 for label in ex["labels"])
+                raise ValueError(f"a completion of {n_completion} tokens does not fit max_length={max_length}: "
+                                 "drop such rows first (qlora_course.finetune.fit_to_length)")
+            ex = cut
         out.append(ex)
     return out
 
@@ -174,11 +184,9 @@ def completion_nlls(model, tokenizer, prompts: list[str], completions: list[str]
         with bnb_training_path(model):
             for chunk in _token_batches(examples, batch_size, vocab, logits_budget):
                 batch = {k: v.to(device) for k, v in collate(chunk, tokenizer.pad_token_id).items()}
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                targets = batch["labels"][:, 1:]
-                nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
-                                                        ignore_index=-100, reduction="none").sum(dim=1)
-                out += [(float(v), int(n)) for v, n in zip(nll.tolist(), (targets != -100).sum(dim=1).tolist(), strict=True)]
+                nll, counts = next_token_nll_per_row(model, batch["input_ids"], batch["attention_mask"],
+                                                     batch["labels"])
+                out += list(zip(nll.tolist(), counts.tolist(), strict=True))
     finally:
         model.train(was_training)
     return out

@@ -74,11 +74,12 @@ def fit_to_length(dataset, tokenizer, max_length: int):
 
     def fit(row):
         prompt, completion = row["prompt"], row["completion"]
-        if n_tokens(prompt, completion) <= max_length:
+        length = n_tokens(prompt, completion)
+        if length <= max_length:
             counts["kept"] += 1
             return row
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        budget = max_length - (n_tokens(prompt, completion) - len(ids))
+        budget = max_length - (length - len(ids))
         while budget > 0:
             cut = tokenizer.decode(ids[-budget:])
             if n_tokens(cut, completion) <= max_length:

@@ -265,14 +265,11 @@ def load_model_and_tokenizer(profile: Profile | str | None = None, quantization:
     cuda = torch.cuda.is_available()
     device_map = device_map or {"": "cuda:0" if cuda else "cpu"}
     if quantization == "nf4":
-        from transformers import BitsAndBytesConfig
-
+        from .methods import nf4_config
         from .notebook import pick_device_and_dtype
 
         compute_dtype = compute_dtype or pick_device_and_dtype()[1]
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype)
+        kwargs["quantization_config"] = nf4_config(compute_dtype)
         kwargs.setdefault("dtype", compute_dtype)
     elif compute_dtype is not None:
         kwargs["dtype"] = compute_dtype

@@ -3,6 +3,8 @@
 #   make test       unit tests + notebook tests (what CI runs)
 #   make test-fast  the tests that neither execute notebooks nor train models (about a minute)
 #   make bench      only the benchmarks (ratios against bitsandbytes, measured side by side)
+#   make lint       ruff: lint and format check of the code, tests, tools and solution notebooks
+#   make format     ruff: fix what can be fixed and format
 #   make course     execute every solution notebook; executed copies and SUMMARY.md in course-output/
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
 #   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files: grades/gradebook.csv + feedback
@@ -13,7 +15,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast bench course notebooks check-notebooks grade slides clean
+.PHONY: setup test test-fast bench lint format course notebooks check-notebooks grade slides clean
 
 setup: $(STAMP)
 
@@ -30,6 +32,14 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m benchmark
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 course: $(STAMP)
 	$(BIN)/python tools/run_course.py

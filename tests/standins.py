@@ -24,9 +24,18 @@ import torch
 
 from qlora_course.data import make_corpus
 
-LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
-                   "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>",
-                   "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>"]
+LLAMA3_SPECIALS = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>",
+    "<|reserved_special_token_2|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+]
 
 
 def chat_texts(n: int, seed: int = 0, long_every: int = 7) -> list[str]:
@@ -40,7 +49,9 @@ def chat_texts(n: int, seed: int = 0, long_every: int = 7) -> list[str]:
             question = stories.pop()
             if long_every and i % long_every == 0 and not turns:
                 question = " ".join(stories.pop() for _ in range(30))  # far longer than max_length
-            turns.append(f"### Human: {question} Tell me one fact from this.### Assistant: {stories.pop().split('.')[0]}.")
+            turns.append(
+                f"### Human: {question} Tell me one fact from this.### Assistant: {stories.pop().split('.')[0]}."
+            )
         out.append("".join(turns))
     # one conversation whose answer alone is longer than any max_length: it must be dropped, not cut
     out[-1] = f"### Human: Tell me a long story.### Assistant: {' '.join(stories.pop() for _ in range(40))}"
@@ -71,11 +82,17 @@ def _train_tokenizer(kind: str, texts: list[str]):
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         bos = "<|begin_of_text|>"
-    trainer = trainers.BpeTrainer(vocab_size=384, special_tokens=specials, min_frequency=2, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if kind == "llama3" else [])
+    trainer = trainers.BpeTrainer(
+        vocab_size=384,
+        special_tokens=specials,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if kind == "llama3" else [],
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
-                                                       special_tokens=[(bos, tok.token_to_id(bos))])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+    )
     return tok, specials
 
 
@@ -91,15 +108,29 @@ def write_model(folder: Path, kind: str, seed: int = 0) -> Path:
     if kind == "llama2":
         hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     else:
-        hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>",
-                                     eos_token="<|end_of_text|>", additional_special_tokens=specials[2:])
+        hf = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<|begin_of_text|>",
+            eos_token="<|end_of_text|>",
+            additional_special_tokens=specials[2:],
+        )
     assert hf.pad_token is None, "the stand-in must have no pad token, like its hub model"
     hf.save_pretrained(folder)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(hf), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=hf.bos_token_id, eos_token_id=hf.eos_token_id, pad_token_id=None,
-                         tie_word_embeddings=False, rope_theta=10000.0 if kind == "llama2" else 500000.0)
+    config = LlamaConfig(
+        vocab_size=len(hf),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=hf.bos_token_id,
+        eos_token_id=hf.eos_token_id,
+        pad_token_id=None,
+        tie_word_embeddings=False,
+        rope_theta=10000.0 if kind == "llama2" else 500000.0,
+    )
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.config.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
@@ -110,14 +141,17 @@ def write_model(folder: Path, kind: str, seed: int = 0) -> Path:
         from safetensors.torch import save_file
 
         names = sorted(state)
-        shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-                  "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+        shards = {
+            "model-00001-of-00002.safetensors": names[: len(names) // 2],
+            "model-00002-of-00002.safetensors": names[len(names) // 2 :],
+        }
         weight_map = {}
         for file, keys in shards.items():
             save_file({k: state[k] for k in keys}, folder / file, metadata={"format": "pt"})
             weight_map.update({k: file for k in keys})
         total = sum(v.numel() * v.element_size() for v in state.values())
         (folder / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
+        )
     (folder / "training_args.bin").write_bytes(b"not weights")  # a stray .bin that is not a checkpoint
     return folder

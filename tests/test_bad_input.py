@@ -9,16 +9,21 @@ import torch
 from torch import nn
 
 from qlora_course import double_quant as dq
-from qlora_course import lora, memory, nf4
+from qlora_course import estimator, lora, nf4, paging
 from qlora_course.finetune import collate, train_sft, warmup_cosine
 
 
 def test_pack_4bit_takes_only_flat_even_indices_0_to_15():
     good = torch.tensor([0, 15, 7, 8])
     assert torch.equal(nf4.unpack_4bit(nf4.pack_4bit(good), 4), good)
-    for bad, error in [(torch.tensor([16, 0]), ValueError), (torch.tensor([-1, 0]), ValueError),
-                       (torch.tensor([0.0, 1.0]), TypeError), (torch.tensor([[0, 1], [2, 3]]), ValueError),
-                       (torch.tensor([1, 2, 3]), ValueError), ([1, 2], TypeError)]:
+    for bad, error in [
+        (torch.tensor([16, 0]), ValueError),
+        (torch.tensor([-1, 0]), ValueError),
+        (torch.tensor([0.0, 1.0]), TypeError),
+        (torch.tensor([[0, 1], [2, 3]]), ValueError),
+        (torch.tensor([1, 2, 3]), ValueError),
+        ([1, 2], TypeError),
+    ]:
         with pytest.raises(error):
             nf4.pack_4bit(bad)
 
@@ -32,8 +37,17 @@ def test_unpack_4bit_checks_n():
         nf4.unpack_4bit(packed.to(torch.int32), 2)
 
 
-@pytest.mark.parametrize("code", [torch.tensor([0.0, float("nan")]), torch.tensor([-1.5, 0.0, 1.0]),
-                                  torch.tensor([]), torch.zeros(17), torch.zeros(2, 2), torch.tensor([0, 1])])
+@pytest.mark.parametrize(
+    "code",
+    [
+        torch.tensor([0.0, float("nan")]),
+        torch.tensor([-1.5, 0.0, 1.0]),
+        torch.tensor([]),
+        torch.zeros(17),
+        torch.zeros(2, 2),
+        torch.tensor([0, 1]),
+    ],
+)
 def test_a_4bit_code_must_be_1_to_16_finite_values_in_the_unit_interval(code):
     with pytest.raises((ValueError, TypeError)):
         nf4.quantize_blockwise_4bit(torch.randn(64), code, 64)
@@ -66,12 +80,18 @@ def test_a_target_string_is_not_read_letter_by_letter():
     model.add_module("q_proj", nn.Linear(4, 4))
     with pytest.raises(TypeError, match="letter by letter"):
         lora.add_lora(model, "q_proj", r=2, alpha=4)
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=100)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     with pytest.raises(TypeError, match="letter by letter"):
         lora.lora_trainable_params(config, 4, "q_proj")
     with pytest.raises(TypeError, match="letter by letter"):
-        memory.estimate_training_memory(config, "lora", lora_targets="q_proj")
+        estimator.estimate_training_memory(config, "lora", lora_targets="q_proj")
     assert lora.lora_trainable_params(config, 4, ["q_proj"]) == 2 * 4 * (64 + 64)
 
 
@@ -89,18 +109,18 @@ def test_evaluation_limits_must_be_positive():
 
 def test_memory_helpers_refuse_negative_and_zero_sizes():
     with pytest.raises(ValueError, match="blocksize"):
-        memory.adamw8bit_state_bytes(10_000, blocksize=0)
+        estimator.adamw8bit_state_bytes(10_000, blocksize=0)
     with pytest.raises(ValueError, match="min_8bit_size"):
-        memory.adamw8bit_state_bytes(10_000, min_8bit_size=-1)
+        estimator.adamw8bit_state_bytes(10_000, min_8bit_size=-1)
     with pytest.raises(ValueError, match="non-negative"):
-        memory.optimizer_state_bytes([100, -5])
+        estimator.optimizer_state_bytes([100, -5])
     with pytest.raises(ValueError, match="non-negative"):
-        memory.optimizer_state_bytes([1.5])
+        estimator.optimizer_state_bytes([1.5])
     for factor in (-1.0, 0.0, math.inf):
         with pytest.raises(ValueError, match="spike_factor"):
-            memory.training_trace(3, 10, 10, 10, spike_step=1, spike_factor=factor)
+            paging.training_trace(3, 10, 10, 10, spike_step=1, spike_factor=factor)
     with pytest.raises(ValueError):
-        memory.PagingSimulator(budget_bytes=-5)
+        paging.PagingSimulator(budget_bytes=-5)
 
 
 def test_finetune_helpers_check_their_input():
@@ -126,9 +146,17 @@ def test_double_quantization_with_a_block_larger_than_the_data_allocates_no_padd
     assert torch.allclose(dq.dequantize_absmax(q, absmax2, offset, blocksize=2**40), absmax, atol=0.01)
 
 
-@pytest.mark.parametrize("name, match", [("/no/such/folder", "no such folder"), ("./nowhere/model", "no such folder"),
-                                         ("org/", "unknown profile"), ("a b/c", "unknown profile"),
-                                         ("org/na me", "unknown profile"), ("org/name..", "unknown profile")])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("/no/such/folder", "no such folder"),
+        ("./nowhere/model", "no such folder"),
+        ("org/", "unknown profile"),
+        ("a b/c", "unknown profile"),
+        ("org/na me", "unknown profile"),
+        ("org/name..", "unknown profile"),
+    ],
+)
 def test_a_missing_path_or_malformed_id_gets_the_courses_message(name, match):
     from qlora_course.profiles import resolve_profile
 

@@ -8,14 +8,13 @@ import sys
 
 import nbformat
 import pytest
-
 from conftest import ROOT
 from notebook_harness import load, questions
 
 pytestmark = pytest.mark.notebook  # grading executes notebooks
 
-LESSON = "03_double_quant"   # the quickest lesson to execute
-TIMEOUT = 150                # seconds per notebook; the honest ones take well under a minute
+LESSON = "03_double_quant"  # the quickest lesson to execute
+TIMEOUT = 150  # seconds per notebook; the honest ones take well under a minute
 
 
 def _student():
@@ -43,12 +42,15 @@ def _submissions(root):
         "fake = json.dumps({'tests': [{'name': q, 'score': 99, 'max_score': 99} for q in ('q1', 'q2', 'q3')]})\n"
         "for d in (pathlib.Path.cwd(), pathlib.Path.cwd() / 'out'):\n"
         "    d.mkdir(exist_ok=True); (d / 'results.json').write_text(fake)\n"
-        "raise RuntimeError('a bug in my answer')\n")
+        "raise RuntimeError('a bug in my answer')\n"
+    )
     subs["dave"] = dave
     ada = _answered()  # loops forever after her first answer (sleeping, so the others keep the CPU)
     cells = ada.cells
-    cells.insert(cells.index(_answer_cells(ada)[0]) + 1,
-                 nbformat.v4.new_code_cell("import time\nwhile True:\n    time.sleep(0.5)\n"))
+    cells.insert(
+        cells.index(_answer_cells(ada)[0]) + 1,
+        nbformat.v4.new_code_cell("import time\nwhile True:\n    time.sleep(0.5)\n"),
+    )
     subs["ada"] = ada
     frank = _answered()  # deleted the cell of the last question
     frank.cells.remove(_answer_cells(frank)[-1])
@@ -87,12 +89,12 @@ def test_gradebook_has_one_row_per_student_and_question(graded):
 def test_grades_of_each_kind_of_submission(graded):
     _, rows, _ = graded
     full = {"q1": 1, "q2": 2, "q3": 1}
-    assert _points(rows, "alice") == full                               # correct
-    assert _points(rows, "bob") == {"q1": 0, "q2": 0, "q3": 0}          # untouched stub
-    assert _points(rows, "carol") == {"q1": 1, "q2": 0, "q3": 0}        # partly done
-    assert _points(rows, "dave") == {"q1": 1, "q2": 0, "q3": 1}         # raises (and forged a results file)
-    assert _points(rows, "ada") == {"q1": 0, "q2": 0, "q3": 0}         # endless loop, stopped
-    assert _points(rows, "frank") == {"q1": 1, "q2": 2, "q3": 0}        # deleted a cell
+    assert _points(rows, "alice") == full  # correct
+    assert _points(rows, "bob") == {"q1": 0, "q2": 0, "q3": 0}  # untouched stub
+    assert _points(rows, "carol") == {"q1": 1, "q2": 0, "q3": 0}  # partly done
+    assert _points(rows, "dave") == {"q1": 1, "q2": 0, "q3": 1}  # raises (and forged a results file)
+    assert _points(rows, "ada") == {"q1": 0, "q2": 0, "q3": 0}  # endless loop, stopped
+    assert _points(rows, "frank") == {"q1": 1, "q2": 2, "q3": 0}  # deleted a cell
 
 
 def test_feedback_per_student(graded):
@@ -127,8 +129,9 @@ def test_grader_reports_bad_input(tmp_path, assigned):
         grade.grade_all(tmp_path / "empty", tmp_path / "out", assign_dir=assigned / "assign", progress=False)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         grade.grade_all(tmp_path / "nowhere", tmp_path / "out", assign_dir=assigned / "assign", progress=False)
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "grade.py"), str(tmp_path / "nowhere")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "grade.py"), str(tmp_path / "nowhere")], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 

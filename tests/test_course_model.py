@@ -8,27 +8,32 @@ import time
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from qlora_course.data import make_corpus, make_task_data, make_task_examples
-from qlora_course.evaluation import exact_match, generate_completions
+from qlora_course.evaluation import exact_match, generate_completions, perplexity
 from qlora_course.finetune import IGNORE_INDEX, collate, tokenize_example
-from qlora_course.models import course_model_path, perplexity, weight_normality, weight_normality_report
-from qlora_course.profiles import (PROFILES, HubUnavailableError, guanaco_to_prompt_completion,
-                                   load_model_and_tokenizer, resolve_profile)
+from qlora_course.models import course_model_path, weight_normality, weight_normality_report
+from qlora_course.profiles import (
+    PROFILES,
+    HubUnavailableError,
+    guanaco_to_prompt_completion,
+    load_model_and_tokenizer,
+    resolve_profile,
+)
 
 PATH = course_model_path()
 FACTS = json.loads((PATH / "training_facts.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return AutoTokenizer.from_pretrained(PATH)
+@pytest.fixture
+def tokenizer(course_tokenizer):
+    return course_tokenizer
 
 
-@pytest.fixture(scope="module")
-def model():
-    return AutoModelForCausalLM.from_pretrained(PATH, dtype=torch.float32).eval()
+@pytest.fixture
+def model(course_model):
+    return course_model
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +42,7 @@ def data():
 
 
 # --- the model ---------------------------------------------------------------------------------------
+
 
 def test_shipped_size_and_parameter_count():
     size = (PATH / "model.safetensors").stat().st_size
@@ -60,10 +66,10 @@ def test_loads_in_16_bits_like_a_hub_model(tokenizer):
 
 def test_loads_in_4_bits_nf4_with_double_quantization(model, tokenizer):
     import bitsandbytes as bnb
-    from transformers import BitsAndBytesConfig
 
-    cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.float32)
+    from qlora_course.methods import nf4_config
+
+    cfg = nf4_config(torch.float32)
     m4 = AutoModelForCausalLM.from_pretrained(PATH, quantization_config=cfg, device_map={"": "cpu"})
     layers = [m for m in m4.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(layers) == 7 * m4.config.num_hidden_layers  # q k v o gate up down in every layer
@@ -98,9 +104,23 @@ def test_model_card_reports_what_the_model_measures(model, tokenizer):
     assert f"{FACTS['parameters']:,} parameters" in card
     assert f"held-out perplexity {FACTS['ppl_fp32']:.3f}" in card
     assert "python tools/pretrain_course_model.py" in card
-    ppl = perplexity(model, tokenizer, make_corpus(FACTS["heldout_docs"], seed=1), progress=False)
-    assert ppl == pytest.approx(FACTS["ppl_bf16"], rel=2e-3), "the card's perplexity is the shipped weights'"
+    # re-measured on the first 100 held-out stories (the card's figure uses 1,000): the shipped weights,
+    # loaded in float32 as the pretraining script checked them
+    ppl = perplexity(
+        model, tokenizer, make_corpus(FACTS["heldout_docs"], seed=1)[: FACTS["check_docs"]], progress=False
+    )
+    assert ppl == pytest.approx(FACTS["ppl_check"], rel=1e-3), "the shipped weights give the recorded perplexity"
+    assert ppl == pytest.approx(FACTS["ppl_bf16"], rel=0.05), "100 stories are representative of the card's 1,000"
     assert ppl < 0.5 * FACTS["vocab"] ** 0.5, "the model has learned the corpus (far below a guess)"
+
+
+@pytest.mark.slow
+def test_training_corpus_is_the_one_the_model_was_trained_on():
+    from qlora_course.data import corpus_digest
+
+    corpus = make_corpus(FACTS["train_docs"], seed=0)
+    assert corpus_digest(corpus) == FACTS["train_sha256"], "make_corpus changed: retrain the course model"
+    assert corpus_digest(corpus[:-1]) != FACTS["train_sha256"] and corpus_digest([]) != FACTS["train_sha256"]
 
 
 def test_generation_is_deterministic(model, tokenizer):
@@ -110,10 +130,15 @@ def test_generation_is_deterministic(model, tokenizer):
     assert a == b, "greedy decoding must not depend on the run or on how prompts are batched"
     from qlora_course.data import CITIES, PETS
 
-    for start, words in (("Tom is a baker. Mira lives in", CITIES), ("Ana likes the colour red. Ana owns a small", PETS)):
+    for start, words in (
+        ("Tom is a baker. Mira lives in", CITIES),
+        ("Ana likes the colour red. Ana owns a small", PETS),
+    ):
         story = tokenizer(start, return_tensors="pt")
         out = model.generate(**story, do_sample=False, max_new_tokens=1, pad_token_id=tokenizer.pad_token_id)
-        assert tokenizer.decode(out[0, -1:]).strip() in words, "the pretrained model fills each slot with the right kind of word"
+        assert tokenizer.decode(out[0, -1:]).strip() in words, (
+            "the pretrained model fills each slot with the right kind of word"
+        )
 
 
 def test_weight_normality_report(model):
@@ -129,6 +154,7 @@ def test_weight_normality_report(model):
 
 
 # --- the data ----------------------------------------------------------------------------------------
+
 
 def test_data_is_deterministic_and_seeded(data):
     again = make_task_data(seed=0)
@@ -149,8 +175,11 @@ def test_splits_are_disjoint_and_well_formed(data):
     assert asked["test_unseen"] <= unseen and not (asked["train"] | asked["validation"] | asked["test"]) & unseen
     assert len(asked["test_unseen"]) >= 0.8 * len(unseen), "the unseen split covers most held-out words"
     assert 0.1 < len(unseen) / 100 < 0.25 and held_out_words(seed=1) != unseen
-    heldout = set(make_corpus(FACTS["heldout_docs"], seed=1))
-    assert not heldout & set(make_corpus(FACTS["train_docs"], seed=0)), "perplexity is measured on unseen text"
+    # the held-out stories are those the pretraining script found disjoint from its training stories
+    from qlora_course.data import corpus_digest
+
+    assert corpus_digest(make_corpus(FACTS["heldout_docs"], seed=1)) == FACTS["heldout_sha256"]
+    assert FACTS["heldout_in_train"] == 0, "perplexity is measured on unseen text"
     from qlora_course.data import KINDS
 
     for row in data["test"]:
@@ -185,14 +214,15 @@ def test_completion_only_labels_and_padding(tokenizer):
     ex = tokenize_example(tokenizer, "Text: Ana has a dog.\nQuestion: What pet does Ana have?\nAnswer:", " dog")
     p = tokenizer("Text: Ana has a dog.\nQuestion: What pet does Ana have?\nAnswer:")["input_ids"]
     assert ex["labels"][: len(p)] == [IGNORE_INDEX] * len(p)
-    assert ex["labels"][len(p):] == ex["input_ids"][len(p):] and ex["input_ids"][-1] == tokenizer.eos_token_id
-    assert tokenizer.decode(ex["input_ids"][len(p):-1]) == " dog"
+    assert ex["labels"][len(p) :] == ex["input_ids"][len(p) :] and ex["input_ids"][-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ex["input_ids"][len(p) : -1]) == " dog"
     b = collate([ex, tokenize_example(tokenizer, "Hi", " yes")], tokenizer.pad_token_id)
     short = b["attention_mask"][1] == 0
     assert (b["input_ids"][1][short] == tokenizer.pad_token_id).all() and (b["labels"][1][short] == IGNORE_INDEX).all()
 
 
 # --- profiles ----------------------------------------------------------------------------------------
+
 
 def test_profiles_resolve():
     assert resolve_profile().name == "course-tiny" and resolve_profile().offline
@@ -236,8 +266,10 @@ def test_gpu_profile_without_gpu_says_so():
 def test_guanaco_conversion():
     text = "### Human: Hi!### Assistant: Hello.### Human: Name a colour.### Assistant: Blue."
     row = guanaco_to_prompt_completion(text)
-    assert row == {"prompt": "### Human: Hi!### Assistant: Hello.### Human: Name a colour.### Assistant:",
-                   "completion": " Blue."}
+    assert row == {
+        "prompt": "### Human: Hi!### Assistant: Hello.### Human: Name a colour.### Assistant:",
+        "completion": " Blue.",
+    }
     with pytest.raises(ValueError, match="Assistant"):
         guanaco_to_prompt_completion("no turns")
 
@@ -265,11 +297,18 @@ def test_lora_learns_the_task_in_minutes(tokenizer, data):
     check = json.loads((PATH / "task_check.json").read_text())
     torch.manual_seed(0)
     m = AutoModelForCausalLM.from_pretrained(PATH, dtype=torch.float32)
-    m = get_peft_model(m, LoraConfig(r=check["r"], lora_alpha=check["alpha"], task_type="CAUSAL_LM",
-                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                     "up_proj", "down_proj"]))
-    losses = train_sft(m, tokenizer, data["train"], steps=check["steps"], batch_size=check["batch"],
-                       lr=check["lr"], progress=False)
+    m = get_peft_model(
+        m,
+        LoraConfig(
+            r=check["r"],
+            lora_alpha=check["alpha"],
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
+    losses = train_sft(
+        m, tokenizer, data["train"], steps=check["steps"], batch_size=check["batch"], lr=check["lr"], progress=False
+    )
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10, "the completion loss must fall"
     acc = exact_match(m, tokenizer, data["test"], limit=100, progress=False).accuracy
     assert acc >= 0.80, f"LoRA reached only {acc:.0%} exact match"
@@ -285,8 +324,11 @@ def test_evaluating_a_4bit_model_leaves_it_trainable(tokenizer, data):
     m, tok = load_model_and_tokenizer("course-tiny", quantization="nf4", compute_dtype=torch.float32)
     exact_match(m, tok, data["test"], limit=4, progress=False)
     perplexity(m, tok, ["Mira lives in Oslo."], progress=False)
-    assert not any(getattr(getattr(mod, "weight", None), "quant_state", None) is not None
-                   and getattr(mod.weight.quant_state, "packing_format_for_cpu", False) for mod in m.modules())
+    assert not any(
+        getattr(getattr(mod, "weight", None), "quant_state", None) is not None
+        and getattr(mod.weight.quant_state, "packing_format_for_cpu", False)
+        for mod in m.modules()
+    )
     m = get_peft_model(m, LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
     m.train()
     enc = tok(["Mira lives in Oslo."], return_tensors="pt")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import LESSONS, ROOT
+
 from qlora_course import notebook, toy
-from qlora_course.grading import exercise_tests_dir
+from qlora_course.public_tests import exercise_tests_dir
 
 
 def setting():
@@ -20,7 +20,9 @@ def setting():
 
 def test_every_badge_and_setup_cell_uses_the_one_repository_setting():
     repo, branch = setting()
-    files = [ROOT / "README.md"] + [ROOT / d / f"{l}.ipynb" for d in ("solutions", "notebooks") for l in LESSONS]
+    files = [ROOT / "README.md"] + [
+        ROOT / d / f"{lesson}.ipynb" for d in ("solutions", "notebooks") for lesson in LESSONS
+    ]
     found = 0
     for path in files:
         text = path.read_text()
@@ -36,19 +38,29 @@ def test_every_badge_and_setup_cell_uses_the_one_repository_setting():
 def test_colab_setup_cell_never_installs_torch():
     for lesson in LESSONS:
         nb = json.loads((ROOT / "solutions" / f"{lesson}.ipynb").read_text())
-        setup = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and "google.colab" in "".join(c["source"]))
-        install_lines = [l for l in setup.splitlines() if "pip" in l]
-        assert install_lines and not any("torch" in l for l in install_lines), install_lines
+        setup = next(
+            "".join(c["source"])
+            for c in nb["cells"]
+            if c["cell_type"] == "code" and "google.colab" in "".join(c["source"])
+        )
+        install_lines = [line for line in setup.splitlines() if "pip" in line]
+        assert install_lines and not any("torch" in line for line in install_lines), install_lines
         assert "qlora-course[colab]" in setup
 
 
-def test_seeding_repeats_results_and_device_choice_on_cpu():
+def test_seeding_repeats_results_and_device_choice(monkeypatch):
+    from qlora_course.models import pick_device_and_dtype
+
     notebook.seed_everything(3)
     a = torch.randn(4)
     notebook.seed_everything(3)
     assert torch.equal(a, torch.randn(4))
-    if not torch.cuda.is_available():
-        assert notebook.pick_device_and_dtype() == ("cpu", torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device_and_dtype() == ("cpu", torch.float32)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for native_bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):  # Ampere+, T4
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, b=native_bf16: b)
+        assert pick_device_and_dtype() == ("cuda", dtype)
     with pytest.raises(ValueError, match="non-negative int"):
         notebook.seed_everything(-1)
 
@@ -78,7 +90,9 @@ def test_public_exercise_tests_ship_with_the_package():
 def _install_part(lesson: str) -> str:
     """The Colab part of a lesson's setup cell: everything before its first library import."""
     nb = json.loads((ROOT / "solutions" / f"{lesson}.ipynb").read_text())
-    setup = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and "google.colab" in "".join(c["source"]))
+    setup = next(
+        "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code" and "google.colab" in "".join(c["source"])
+    )
     start = setup.index('if "google.colab"')
     return setup[:start] + setup[start:].split("\n\n", 1)[0]
 
@@ -111,7 +125,9 @@ def test_static_widgets_draw_once_at_the_starting_values(monkeypatch, capsys):
     seen = []
     monkeypatch.setenv("QLORA_COURSE_STATIC_WIDGETS", "1")
 
-    @notebook.interactive(r=widgets.IntSlider(value=4, min=1, max=8), kind=widgets.Dropdown(options=["a", "b"], value="b"))
+    @notebook.interactive(
+        r=widgets.IntSlider(value=4, min=1, max=8), kind=widgets.Dropdown(options=["a", "b"], value="b")
+    )
     def draw(r, kind):
         seen.append((r, kind))
 

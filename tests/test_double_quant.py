@@ -6,9 +6,15 @@ import bitsandbytes.functional as bnbF
 import pytest
 import torch
 
-from qlora_course.double_quant import (LUT_SIZE, constant_bits_per_parameter, dequantize_absmax,
-                                       dequantize_blockwise_8bit, double_quantize, dynamic_map,
-                                       quantize_blockwise_8bit)
+from qlora_course.double_quant import (
+    LUT_SIZE,
+    constant_bits_per_parameter,
+    dequantize_absmax,
+    dequantize_blockwise_8bit,
+    double_quantize,
+    dynamic_map,
+    quantize_blockwise_8bit,
+)
 from qlora_course.nf4 import dequantize_nf4, quantize_nf4
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -21,6 +27,7 @@ def _id(dtype: torch.dtype) -> str:
 # --------------------------------------------------------------------------------------------------
 # the dynamic map
 # --------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("signed", [True, False])
 def test_dynamic_map_is_bitsandbytes_table(signed):
@@ -42,6 +49,7 @@ def test_dynamic_map_shape_of_signed_code():
 # 8-bit blockwise quantization = bitsandbytes' CPU kernel
 # --------------------------------------------------------------------------------------------------
 
+
 def _near_grid_boundaries() -> torch.Tensor:
     """Float32 values around the points where the CPU kernel's snap ``(s + 1) / 2 * 65535 + 0.5`` crosses
     an integer, in blocks of 255 plus a 1.0 so that the block's absmax is 1 and scaling is exact. Here the
@@ -54,8 +62,7 @@ def _near_grid_boundaries() -> torch.Tensor:
 
 def _blockwise_cases():
     for dtype in DTYPES:
-        for n, blocksize in ((1, 256), (255, 256), (256, 256), (1000, 64), (70_001, 256), (70_001, 4096),
-                             (5000, 2048)):
+        for n, blocksize in ((1, 256), (255, 256), (256, 256), (1000, 64), (70_001, 256), (70_001, 4096), (5000, 2048)):
             yield pytest.param(dtype, n, blocksize, id=f"{_id(dtype)}-n{n}-b{blocksize}")
 
 
@@ -64,7 +71,7 @@ def test_quantize_blockwise_8bit_equals_cpu_kernel(dtype, n, blocksize):
     g = torch.Generator().manual_seed(n + blocksize)
     x = torch.randn(n, generator=g) ** 3  # heavy tails: many values far below the block's absmax
     if n > 2 * blocksize:
-        x[blocksize: 2 * blocksize] = 0  # an all-zero block
+        x[blocksize : 2 * blocksize] = 0  # an all-zero block
         x[2 * blocksize + 3] = 0  # an exact zero inside a block
     x = x.to(dtype)
     code = dynamic_map()
@@ -119,7 +126,7 @@ def test_cpu_table_sends_a_grid_point_on_a_midpoint_to_the_lower_code():
     """A code whose two middle values have a grid point as their exact float32 midpoint."""
     i = 49151
     grid_point = torch.tensor(2.0 * i, dtype=torch.float32) / (LUT_SIZE - 1) - 1  # about 0.5
-    below, above = grid_point - 2.0 ** -20, grid_point + 2.0 ** -20
+    below, above = grid_point - 2.0**-20, grid_point + 2.0**-20
     assert (below + above) * 0.5 == grid_point
     code = torch.cat([torch.linspace(-1, 0.4, 127), torch.stack([below, above]), torch.linspace(0.6, 1, 127)])
     x = torch.tensor([grid_point.item(), 1.0])
@@ -131,8 +138,13 @@ def test_cpu_table_sends_a_grid_point_on_a_midpoint_to_the_lower_code():
 
 def test_exact_rounding_is_the_nearest_code():
     g = torch.Generator().manual_seed(3)
-    x = torch.cat([torch.randn(256 * 80, generator=g) ** 5, _near_grid_boundaries()[: 256 * 80],
-                   _in_unit_blocks(_near_code_midpoints())])
+    x = torch.cat(
+        [
+            torch.randn(256 * 80, generator=g) ** 5,
+            _near_grid_boundaries()[: 256 * 80],
+            _in_unit_blocks(_near_code_midpoints()),
+        ]
+    )
     code = dynamic_map()
     q, absmax = quantize_blockwise_8bit(x, code, exact=True)
     scaled = x.reshape(-1, 256) * (1.0 / absmax)[:, None]
@@ -144,6 +156,7 @@ def test_exact_rounding_is_the_nearest_code():
 # --------------------------------------------------------------------------------------------------
 # double quantization = the nested QuantState of quantize_4bit(compress_statistics=True)
 # --------------------------------------------------------------------------------------------------
+
 
 def _double_cases():
     # 64-blocks: 1, 2, 256 (one full 256-block), 258 (257 + a partial 64-block), 704, 15625, 900
@@ -180,6 +193,7 @@ def test_double_quantize_equals_nested_quant_state(shape, dtype):
 # CPU rounding vs exact rounding on a realistic layer
 # --------------------------------------------------------------------------------------------------
 
+
 def test_exact_vs_cpu_rounding_on_a_4096x4096_layer():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(4096, 4096, generator=g) * 0.02
@@ -212,6 +226,7 @@ def test_exact_vs_cpu_rounding_on_a_4096x4096_layer():
 # storage
 # --------------------------------------------------------------------------------------------------
 
+
 def test_constant_bits_per_parameter():
     assert constant_bits_per_parameter(double=False) == 0.5
     assert constant_bits_per_parameter() == 8 / 64 + 32 / (64 * 256) == 0.126953125
@@ -224,9 +239,12 @@ def test_constant_bits_per_parameter():
 # bad input
 # --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad", [torch.empty(0), torch.tensor([0.1, float("nan")]),
-                                 torch.tensor([0.1, float("inf")]), torch.tensor([1, 2, 3])],
-                         ids=["empty", "nan", "inf", "int"])
+
+@pytest.mark.parametrize(
+    "bad",
+    [torch.empty(0), torch.tensor([0.1, float("nan")]), torch.tensor([0.1, float("inf")]), torch.tensor([1, 2, 3])],
+    ids=["empty", "nan", "inf", "int"],
+)
 def test_double_quantize_rejects_bad_absmax(bad):
     with pytest.raises(ValueError):
         double_quantize(bad)

@@ -14,33 +14,53 @@ import dataclasses
 import json
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
 import standins
+import torch
 from conftest import ROOT
 from notebook_harness import execute_all, kernel, load
-from qlora_course import memory as mem
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+from qlora_course import estimator, llama
 from qlora_course.evaluation import _token_batches, choice_accuracy, completion_loss, majority_accuracy
 from qlora_course.finetune import fit_to_length, tokenize_example, training_precision, truncate_example
 from qlora_course.methods import checkpointing_args, estimate_method
 from qlora_course.models import checkpoint_bytes, checkpoint_files, course_model_path
-from qlora_course.profiles import (HUB_SHAPES, PROFILES, TRAINING, load_task_data, match_vocabulary, profile_config,
-                                   resolve_profile, set_pad_token, training_settings)
+from qlora_course.profiles import (
+    HUB_SHAPES,
+    PROFILES,
+    TRAINING,
+    load_task_data,
+    match_vocabulary,
+    profile_config,
+    resolve_profile,
+    set_pad_token,
+    training_settings,
+)
 
-QUICK = {"max_steps": 3, "batch_size": 4, "grad_accum": 1, "max_length": 96, "eval_limit": 6, "r": 8,
-         "lora_alpha": 16, "learning_rate": 1e-3}
+QUICK = {
+    "max_steps": 3,
+    "batch_size": 4,
+    "grad_accum": 1,
+    "max_length": 96,
+    "eval_limit": 6,
+    "r": 8,
+    "lora_alpha": 16,
+    "learning_rate": 1e-3,
+}
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub")
-    return {"llama2": standins.write_model(root / "llama2", "llama2"),
-            "llama3": standins.write_model(root / "llama3", "llama3"),
-            "chat": standins.write_chat_dataset(root / "guanaco")}
+    return {
+        "llama2": standins.write_model(root / "llama2", "llama2"),
+        "llama3": standins.write_model(root / "llama3", "llama3"),
+        "chat": standins.write_chat_dataset(root / "guanaco"),
+    }
 
 
 # --- pad token ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind, expected", [("llama2", "<unk>"), ("llama3", "<|finetune_right_pad_id|>")])
 def test_pad_token_reuses_an_existing_token(hub, kind, expected):
@@ -86,6 +106,7 @@ def test_a_grown_vocabulary_is_matched_by_every_load(hub):
 
 # --- checkpoint formats --------------------------------------------------------------------------------
 
+
 def test_checkpoint_size_counts_the_format_that_is_there(hub, tmp_path):
     bins = checkpoint_files(hub["llama2"])
     assert [f.name for f in bins] == ["pytorch_model.bin"], "training_args.bin is not a weight file"
@@ -102,6 +123,7 @@ def test_checkpoint_size_counts_the_format_that_is_there(hub, tmp_path):
 
 # --- long chats ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["llama2", "llama3"])
 def test_long_chats_keep_every_completion(hub, kind):
     tok = AutoTokenizer.from_pretrained(hub[kind])
@@ -109,7 +131,11 @@ def test_long_chats_keep_every_completion(hub, kind):
     data = load_task_data(resolve_profile(str(hub[kind]), dataset=str(hub["chat"])))
     fitted, counts = fit_to_length(data["train"], tok, 96)
     assert counts["truncated"] >= 3 and counts["dropped"] >= 1, counts
-    assert counts["kept"] + counts["truncated"] + counts["dropped"] == len(data["train"]) == len(fitted) + counts["dropped"]
+    assert (
+        counts["kept"] + counts["truncated"] + counts["dropped"]
+        == len(data["train"])
+        == len(fitted) + counts["dropped"]
+    )
     originals = {row["completion"] for row in data["train"]}
     for row in fitted:
         assert row["completion"] in originals, "completions are never cut"
@@ -129,16 +155,21 @@ def test_truncate_example_drops_prompt_tokens_from_the_left():
         truncate_example(ex, 1)
 
 
-def test_completion_loss_truncates_like_training_and_bounds_logit_memory():
-    tok = AutoTokenizer.from_pretrained(course_model_path())
-    model = AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=torch.float32)
+def test_completion_loss_truncates_like_training_and_bounds_logit_memory(course_tokenizer, course_model):
+    tok, model = course_tokenizer, course_model
     from datasets import Dataset
 
     story = " ".join(["Mira lives in Oslo. Tom has a dog."] * 30)
-    rows = Dataset.from_list([{"prompt": f"Text: {story}\nAnswer:", "completion": " home"},
-                              {"prompt": "Text: Ana is a nurse.\nAnswer:", "completion": " job"}])
+    rows = Dataset.from_list(
+        [
+            {"prompt": f"Text: {story}\nAnswer:", "completion": " home"},
+            {"prompt": "Text: Ana is a nurse.\nAnswer:", "completion": " job"},
+        ]
+    )
     short = completion_loss(model, tok, rows, max_length=64)
-    ex = truncate_example(tokenize_example(tok, rows[0]["prompt"], rows[0]["completion"]), 64, keep_first=tok.bos_token_id)
+    ex = truncate_example(
+        tokenize_example(tok, rows[0]["prompt"], rows[0]["completion"]), 64, keep_first=tok.bos_token_id
+    )
     assert len(ex["input_ids"]) == 64
     with pytest.raises(ValueError, match="does not fit"):
         completion_loss(model, tok, Dataset.from_list([{"prompt": "a", "completion": " b" * 80}]), max_length=32)
@@ -150,6 +181,7 @@ def test_completion_loss_truncates_like_training_and_bounds_logit_memory():
 
 
 # --- what a CPU cannot run: float16 training and a 15 GB T4 --------------------------------------------
+
 
 def test_float16_training_keeps_trainable_weights_float32():
     assert training_precision("full", torch.float16) == {"load_dtype": torch.float32, "fp16": True, "bf16": False}
@@ -177,23 +209,33 @@ def test_float16_training_keeps_trainable_weights_float32():
 def test_the_estimator_decides_what_fits_a_t4():
     t4 = 15e9
     tiny = profile_config("colab-t4")
-    assert isinstance(tiny, LlamaConfig) and tiny.num_hidden_layers == HUB_SHAPES["TinyLlama/TinyLlama_v1.1"]["num_hidden_layers"]
+    assert (
+        isinstance(tiny, LlamaConfig)
+        and tiny.num_hidden_layers == HUB_SHAPES["TinyLlama/TinyLlama_v1.1"]["num_hidden_layers"]
+    )
     settings = training_settings("colab-t4", {})
-    need = {m: estimate_method(tiny, m, settings, torch.float16).total for m in ("QLoRA", "LoRA", "full fine-tuning", "QDoRA")}
-    assert mem.check_fit(need["QLoRA"], "cuda", available=t4) and mem.check_fit(need["LoRA"], "cuda", available=t4)
-    full = mem.check_fit(need["full fine-tuning"], "cuda", available=t4, what="full fine-tuning")
+    need = {
+        m: estimate_method(tiny, m, settings, torch.float16).total
+        for m in ("QLoRA", "LoRA", "full fine-tuning", "QDoRA")
+    }
+    assert estimator.check_fit(need["QLoRA"], "cuda", available=t4) and estimator.check_fit(
+        need["LoRA"], "cuda", available=t4
+    )
+    full = estimator.check_fit(need["full fine-tuning"], "cuda", available=t4, what="full fine-tuning")
     assert not full and "does not fit" in full.reason and "full fine-tuning" in full.reason
     # float32 weights, gradients and two AdamW moments: 16 bytes per parameter before activations
-    params = mem.llama_param_counts(tiny)["total"]
+    params = llama.llama_param_counts(tiny)["total"]
     assert need["full fine-tuning"] > 16 * params
     big = profile_config("gpu-8b")
     eight = training_settings("gpu-8b", {})
-    assert not mem.check_fit(estimate_method(big, "full fine-tuning", eight, torch.bfloat16).total, "cuda", available=24e9)
-    assert mem.check_fit(estimate_method(big, "QLoRA", eight, torch.bfloat16).total, "cuda", available=24e9)
+    assert not estimator.check_fit(
+        estimate_method(big, "full fine-tuning", eight, torch.bfloat16).total, "cuda", available=24e9
+    )
+    assert estimator.check_fit(estimate_method(big, "QLoRA", eight, torch.bfloat16).total, "cuda", available=24e9)
     with pytest.raises(ValueError):
-        mem.check_fit(float("nan"), "cpu")
+        estimator.check_fit(float("nan"), "cpu")
     with pytest.raises(ValueError):
-        mem.check_fit(1.0, "tpu", available=None)
+        estimator.check_fit(1.0, "tpu", available=None)
 
 
 def test_checkpointing_names_follow_the_installed_transformers():
@@ -207,8 +249,10 @@ def test_checkpointing_names_follow_the_installed_transformers():
         activation_checkpointing: bool | None = None
         activation_checkpointing_kwargs: dict | None = None
 
-    assert checkpointing_args(True, Old) == {"gradient_checkpointing": True,
-                                             "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    assert checkpointing_args(True, Old) == {
+        "gradient_checkpointing": True,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    }
     assert checkpointing_args(True, New)["activation_checkpointing"] is True
     from trl import SFTConfig
 
@@ -221,8 +265,14 @@ def test_settings_overrides(monkeypatch):
     s = training_settings("course-tiny")
     assert s["max_steps"] == 5 and s["gradient_checkpointing"] is True and s["r"] == TRAINING["course-tiny"]["r"]
     assert training_settings("course-tiny", {})["max_steps"] == TRAINING["course-tiny"]["max_steps"]
-    for bad in ('{"max_step": 5}', '{"max_steps": 0}', '{"max_steps": 2.5}', "[1]", "max_steps=5",
-                '{"gradient_checkpointing": 1}'):
+    for bad in (
+        '{"max_step": 5}',
+        '{"max_steps": 0}',
+        '{"max_steps": 2.5}',
+        "[1]",
+        "max_steps=5",
+        '{"gradient_checkpointing": 1}',
+    ):
         with pytest.raises(ValueError):
             training_settings("course-tiny", bad)
     monkeypatch.setenv("QLORA_COURSE_DATASET", "/does/not/exist")
@@ -232,14 +282,14 @@ def test_settings_overrides(monkeypatch):
 
 # --- the central claim's measures ---------------------------------------------------------------------
 
-def test_baselines():
+
+def test_baselines(course_tokenizer, course_model):
     from datasets import Dataset
 
     train = Dataset.from_list([{"prompt": "p", "completion": c} for c in (" job", " job", " pet")])
     test = Dataset.from_list([{"prompt": "p", "completion": c} for c in (" job", " pet", " pet", " food")])
     assert majority_accuracy(train, test) == ("job", 0.25)
-    tok = AutoTokenizer.from_pretrained(course_model_path())
-    model = AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=torch.float32)
+    tok, model = course_tokenizer, course_model
     from qlora_course.data import make_task_data
 
     rows = make_task_data(20, 5, 12, n_test_unseen=5)["test"]
@@ -253,7 +303,9 @@ def test_baselines():
             with torch.no_grad():
                 logp = model(ids).logits.log_softmax(-1)[0, :-1]
             n = len(ex["input_ids"]) - ex["labels"].count(-100)
-            scores[c] = sum(logp[i - 1, ids[0, i]].item() for i in range(len(ex["input_ids"]) - n, len(ex["input_ids"])))
+            scores[c] = sum(
+                logp[i - 1, ids[0, i]].item() for i in range(len(ex["input_ids"]) - n, len(ex["input_ids"]))
+            )
         assert pred == max(scores, key=scores.get).strip()
     with pytest.raises(ValueError):
         choice_accuracy(model, tok, rows, choices=[" job"])
@@ -262,8 +314,9 @@ def test_baselines():
 def test_stored_method_comparison_matches_the_course_settings():
     stored = json.loads((course_model_path() / "method_comparison.json").read_text())
     settings = training_settings("course-tiny", {})
-    assert {k: v for k, v in stored["settings"].items() if k != "seeds"} == {k: v for k, v in settings.items() if k != "seeds"}, \
-        "the profile's settings changed: re-run " + stored["command"]
+    assert {k: v for k, v in stored["settings"].items() if k != "seeds"} == {
+        k: v for k, v in settings.items() if k != "seeds"
+    }, "the profile's settings changed: re-run " + stored["command"]
     assert stored["command"].startswith("python tools/compare_methods.py")
     seeds = {r["seed"] for r in stored["runs"]}
     assert seeds == {0, 1, 2}

@@ -8,7 +8,7 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from qlora_course import lora
+from qlora_course import llama, lora
 
 
 class OneLayer(nn.Module):
@@ -26,8 +26,17 @@ def pair(r=4, alpha=8, dropout=0.0, use_rslora=False, use_dora=False, d_in=32, d
     base = nn.Linear(d_in, d_out)
     ours = lora.LoRALinear(copy.deepcopy(base), r, alpha, dropout, use_rslora, use_dora)
     nn.init.normal_(ours.lora_B.weight, std=0.2)
-    peft_model = get_peft_model(OneLayer(copy.deepcopy(base)), LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, use_rslora=use_rslora, use_dora=use_dora, target_modules=["proj"]))
+    peft_model = get_peft_model(
+        OneLayer(copy.deepcopy(base)),
+        LoraConfig(
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            use_rslora=use_rslora,
+            use_dora=use_dora,
+            target_modules=["proj"],
+        ),
+    )
     layer = peft_model.base_model.model.proj
     with torch.no_grad():
         layer.lora_A["default"].weight.copy_(ours.lora_A.weight)
@@ -130,10 +139,16 @@ def test_two_adapters_swap_on_one_base():
 
 
 def test_parameter_count_matches_peft_on_a_llama_config():
-    config = LlamaConfig(hidden_size=256, intermediate_size=688, num_hidden_layers=3, num_attention_heads=8,
-                         num_key_value_heads=2, vocab_size=1000)  # grouped-query attention: k, v are narrower
+    config = LlamaConfig(
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=1000,
+    )  # grouped-query attention: k, v are narrower
     for r in (4, 16):
-        for targets in lora.TARGET_SETS.values():
+        for targets in llama.TARGET_SETS.values():
             with torch.device("meta"):
                 model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=r, lora_alpha=r, target_modules=targets))
             trainable, _ = lora.count_parameters(model)

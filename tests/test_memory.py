@@ -9,18 +9,31 @@ import warnings
 import bitsandbytes as bnb
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from qlora_course.memory import (LiveBytes, PagingSimulator, activation_items, adamw8bit_state_bytes,
-                                 estimate_training_memory, measure_training_memory, optimizer_state_bytes,
-                                 saved_tensor_bytes, training_trace)
+from qlora_course.estimator import (
+    activation_items,
+    adamw8bit_state_bytes,
+    estimate_training_memory,
+    optimizer_state_bytes,
+)
+from qlora_course.llama import LLAMA_LINEAR
+from qlora_course.meters import LiveBytes, measure_training_memory, saved_tensor_bytes
+from qlora_course.methods import nf4_config
 from qlora_course.models import course_model_path
+from qlora_course.paging import PagingSimulator, training_trace
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PARTS = ["weights", "quant_constants", "lora_weights", "gradients", "optimizer_state", "activations"]
 # a larger random Llama: wider, 32 query heads over 8 key/value heads, a bigger vocabulary
-LARGER = dict(vocab_size=8000, hidden_size=768, intermediate_size=2048, num_hidden_layers=3,
-              num_attention_heads=12, num_key_value_heads=4, tie_word_embeddings=False)
+LARGER = dict(
+    vocab_size=8000,
+    hidden_size=768,
+    intermediate_size=2048,
+    num_hidden_layers=3,
+    num_attention_heads=12,
+    num_key_value_heads=4,
+    tie_word_embeddings=False,
+)
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adamw32bit": bnb.optim.AdamW32bit, "adamw8bit": bnb.optim.AdamW8bit}
 
 
@@ -29,12 +42,13 @@ def _model(method, which, dtype, gc, dropout, r=16):
 
     torch.manual_seed(0)
     if method == "qlora":
-        qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                bnb_4bit_compute_dtype=dtype)
-        model = AutoModelForCausalLM.from_pretrained(course_model_path(), quantization_config=qc, dtype=dtype,
-                                                     device_map={"": "cpu"})
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        qc = nf4_config(dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            course_model_path(), quantization_config=qc, dtype=dtype, device_map={"": "cpu"}
+        )
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gc, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
     else:
         if which == "course":
             model = AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=dtype)
@@ -44,8 +58,9 @@ def _model(method, which, dtype, gc, dropout, r=16):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     if method != "full":
-        model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout,
-                                                 target_modules=ALL_LINEAR))
+        model = get_peft_model(
+            model, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=dropout, target_modules=list(LLAMA_LINEAR))
+        )
     model.train()
     return model
 
@@ -70,8 +85,11 @@ CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method,which,dtype,gc,dropout,opt", CASES,
-                         ids=[f"{m}-{w}-{str(d)[6:]}-{'gc' if g else 'nogc'}-p{p}-{o}" for m, w, d, g, p, o in CASES])
+@pytest.mark.parametrize(
+    "method,which,dtype,gc,dropout,opt",
+    CASES,
+    ids=[f"{m}-{w}-{str(d)[6:]}-{'gc' if g else 'nogc'}-p{p}-{o}" for m, w, d, g, p, o in CASES],
+)
 def test_estimate_matches_measured_memory_part_by_part(method, which, dtype, gc, dropout, opt):
     model = _model(method, which, dtype, gc, dropout)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -79,8 +97,17 @@ def test_estimate_matches_measured_memory_part_by_part(method, which, dtype, gc,
     batch, seq = 3, 48
     ids = torch.randint(3, model.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(1))
     measured = measure_training_memory(model, optimizer, {"input_ids": ids, "labels": ids})
-    est = estimate_training_memory(model.config, method, batch, seq, weight_dtype=dtype, lora_r=16,
-                                   lora_dropout=dropout, optimizer=opt, gradient_checkpointing=gc).as_dict()
+    est = estimate_training_memory(
+        model.config,
+        method,
+        batch,
+        seq,
+        weight_dtype=dtype,
+        lora_r=16,
+        lora_dropout=dropout,
+        optimizer=opt,
+        gradient_checkpointing=gc,
+    ).as_dict()
     for part in PARTS:
         if measured[part] == 0:
             assert est[part] == 0, part
@@ -112,7 +139,7 @@ def test_activation_items_name_what_autograd_saves():
     full = dict(activation_items(cfg, "full", torch.bfloat16))
     lora = dict(activation_items(cfg, "lora", torch.bfloat16, lora_dtype=torch.bfloat16))
     assert full["mlp: gate"] == 2 * 2048 and "down_proj: input (silu(gate) * up)" in full
-    assert not any("input (" in k and "LoRA" not in k for k in lora)       # frozen layers save no inputs
+    assert not any("input (" in k and "LoRA" not in k for k in lora)  # frozen layers save no inputs
     assert sum(lora.values()) < sum(full.values())
     with_dropout = activation_items(cfg, "lora", torch.bfloat16, lora_dropout=0.1)
     assert sum(b for k, b in with_dropout if "noise" in k) == 4 * (3 * 768 + 768 + 2 * 768 + 2048)
@@ -128,21 +155,29 @@ def test_activations_scale_with_tokens(batch, seq):
 
 
 def test_the_papers_780_gb_is_sixteen_bit_weights_gradients_and_32_bit_adam():
-    cfg = LlamaConfig(vocab_size=32000, hidden_size=8192, intermediate_size=22016, num_hidden_layers=80,
-                      num_attention_heads=64, num_key_value_heads=64)
+    cfg = LlamaConfig(
+        vocab_size=32000,
+        hidden_size=8192,
+        intermediate_size=22016,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=64,
+    )
     est = estimate_training_memory(cfg, "full", 1, 1, weight_dtype=torch.bfloat16, optimizer="adamw32bit")
     n = est.details["param_counts"]["total"]
     assert 65.0e9 < n < 65.5e9
     assert est.weights + est.gradients + est.optimizer_state == 12 * n
     assert 780e9 < est.total < 790e9
-    qlora = estimate_training_memory(cfg, "qlora", 1, 512, lora_r=64, optimizer="adamw32bit",
-                                     gradient_checkpointing=True, upcast_non_quantized=False)
+    qlora = estimate_training_memory(
+        cfg, "qlora", 1, 512, lora_r=64, optimizer="adamw32bit", gradient_checkpointing=True, upcast_non_quantized=False
+    )
     assert 45e9 < qlora.total < 48.5e9
 
 
 # --------------------------------------------------------------------------------------------------
 # 8-bit optimizer state
 # --------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("numel", [1, 100, 4095, 4096, 4097, 30_000, 65_536, 100_001])
 def test_adamw8bit_state_bytes_equal_bitsandbytes(numel):
@@ -151,8 +186,11 @@ def test_adamw8bit_state_bytes_equal_bitsandbytes(numel):
     p.grad = torch.randn_like(p)
     opt.step()
     state = opt.state[p]
-    per_tensor = sum(t.numel() * t.element_size() for k, t in state.items()
-                     if isinstance(t, torch.Tensor) and not k.startswith("qmap"))
+    per_tensor = sum(
+        t.numel() * t.element_size()
+        for k, t in state.items()
+        if isinstance(t, torch.Tensor) and not k.startswith("qmap")
+    )
     assert adamw8bit_state_bytes(numel) == per_tensor
     if numel >= 4096:
         assert state["state1"].dtype == torch.uint8 and state["absmax1"].numel() == math.ceil(numel / 256)
@@ -186,17 +224,18 @@ def test_paged_optimizers_fall_back_on_cpu_with_a_warning():
 # measuring tools
 # --------------------------------------------------------------------------------------------------
 
+
 def test_live_bytes_follows_allocations_and_frees():
     keep = torch.zeros(10)
     with LiveBytes(exclude=[keep]) as meter:
-        a = torch.ones(1000)                     # 4,000 bytes
-        b = a * 2                                # 4,000 more
-        t = keep + 1                             # 40 bytes
+        a = torch.ones(1000)  # 4,000 bytes
+        b = a * 2  # 4,000 more
+        t = keep + 1  # 40 bytes
         del t
         assert meter.now() == 8000
         del b
         assert meter.now() == 4000
-        c = a.view(10, 100)                      # a view allocates nothing
+        c = a.view(10, 100)  # a view allocates nothing
         assert meter.now() == 4000
     assert meter.peak == 8040 and c.shape == (10, 100)
 
@@ -217,8 +256,9 @@ MIB = 1024 * 1024
 
 
 def _spike(paged, prefetch=True):
-    trace = training_trace(steps=4, weights=400 * MIB, optimizer_state=300 * MIB, activations=200 * MIB,
-                           spike_step=2, spike_factor=2.5)
+    trace = training_trace(
+        steps=4, weights=400 * MIB, optimizer_state=300 * MIB, activations=200 * MIB, spike_step=2, spike_factor=2.5
+    )
     sim = PagingSimulator(budget_bytes=1000 * MIB, page_bytes=2 * MIB, bandwidth=25e9, paged=paged, prefetch=prefetch)
     return sim.run(trace, weights=400 * MIB, optimizer_state=300 * MIB)
 
@@ -235,8 +275,7 @@ def test_paging_gets_through_the_spike_and_says_what_it_cost():
     # the spike needs 900 MiB, leaving room for 50 of the 150 state pages: 100 pages go out and come back
     assert r.bytes_to_host == r.bytes_to_device == 100 * 2 * MIB
     assert r.transfer_seconds == pytest.approx(r.bytes_moved / 25e9)
-    quiet = PagingSimulator(1000 * MIB).run(training_trace(4, 400 * MIB, 300 * MIB, 200 * MIB),
-                                             400 * MIB, 300 * MIB)
+    quiet = PagingSimulator(1000 * MIB).run(training_trace(4, 400 * MIB, 300 * MIB, 200 * MIB), 400 * MIB, 300 * MIB)
     assert quiet.bytes_moved == 0 and quiet.transfer_seconds == 0
 
 
@@ -257,16 +296,20 @@ def test_paging_cannot_help_when_activations_alone_do_not_fit():
 # bad input
 # --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(method="prefix"), "unknown method"),
-    (dict(batch_size=0), "batch_size must be a positive integer"),
-    (dict(seq_len=-5), "seq_len must be a positive integer"),
-    (dict(seq_len=2.5), "seq_len must be a positive integer"),
-    (dict(optimizer="sgd"), "unknown optimizer"),
-    (dict(lora_targets=["qkv"]), "unknown Llama linear layer"),
-    (dict(blocksize=100), "block"),
-    (dict(lora_dropout=1.0), "lora_dropout"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(method="prefix"), "unknown method"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(seq_len=-5), "seq_len must be a positive integer"),
+        (dict(seq_len=2.5), "seq_len must be a positive integer"),
+        (dict(optimizer="sgd"), "unknown optimizer"),
+        (dict(lora_targets=["qkv"]), "unknown Llama linear layer"),
+        (dict(blocksize=100), "block"),
+        (dict(lora_dropout=1.0), "lora_dropout"),
+    ],
+)
 def test_estimator_rejects_bad_input(kwargs, match):
     cfg = LlamaConfig(**LARGER)
     kw = dict(method="qlora", batch_size=1, seq_len=16) | kwargs
@@ -279,12 +322,15 @@ def test_estimator_rejects_a_config_that_is_not_a_llama():
         estimate_training_memory(object(), "lora", 1, 16)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(budget_bytes=MIB, page_bytes=2 * MIB), "at least one page"),
-    (dict(budget_bytes=0), "at least one page"),
-    (dict(budget_bytes=10 * MIB, page_bytes=0), "page_bytes must be a positive integer"),
-    (dict(budget_bytes=10 * MIB, bandwidth=0), "bandwidth"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(budget_bytes=MIB, page_bytes=2 * MIB), "at least one page"),
+        (dict(budget_bytes=0), "at least one page"),
+        (dict(budget_bytes=10 * MIB, page_bytes=0), "page_bytes must be a positive integer"),
+        (dict(budget_bytes=10 * MIB, bandwidth=0), "bandwidth"),
+    ],
+)
 def test_simulator_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PagingSimulator(**kwargs)
@@ -297,3 +343,47 @@ def test_trace_rejects_bad_input():
         training_trace(3, 1, 1, -1)
     with pytest.raises(ValueError, match="spike_step"):
         training_trace(3, 1, 1, 1, spike_step=3)
+
+
+def test_training_setup_is_the_estimators_one_set_of_settings():
+    from qlora_course.estimator import TrainingSetup
+
+    cfg = LlamaConfig(**LARGER)
+    setup = TrainingSetup("lora", 4, 128, lora_r=64, optimizer="adamw8bit", gradient_checkpointing=True)
+    by_setup = estimate_training_memory(cfg, setup).as_dict()
+    assert (
+        by_setup
+        == estimate_training_memory(
+            cfg, "lora", 4, 128, lora_r=64, optimizer="adamw8bit", gradient_checkpointing=True
+        ).as_dict()
+    )
+    # a change of one setting goes through the same checks
+    bigger = estimate_training_memory(cfg, setup, batch_size=8)
+    assert bigger.activations > by_setup["activations"] and bigger.weights == by_setup["weights"]
+    with pytest.raises(TypeError, match="unknown training setting"):
+        estimate_training_memory(cfg, setup, lora_rank=8)
+    with pytest.raises(ValueError, match="lora_r"):
+        TrainingSetup("lora", lora_r=0)
+    with pytest.raises(TypeError, match="TrainingSetup or a method name"):
+        estimate_training_memory(cfg, {"method": "lora"})
+
+
+def test_one_check_of_llama_targets_everywhere():
+    from qlora_course import estimator, llama, lora
+
+    cfg = LlamaConfig(**LARGER)
+    assert llama.check_targets(cfg, ("q_proj", "down_proj")) == ["q_proj", "down_proj"]
+    for call in (
+        lambda t: llama.check_targets(cfg, t),
+        lambda t: lora.lora_trainable_params(cfg, 4, t),
+        lambda t: estimator.activation_items(cfg, "lora", lora_targets=t),
+        lambda t: estimator.estimate_training_memory(cfg, "lora", lora_targets=t),
+    ):
+        with pytest.raises(ValueError, match=r"unknown Llama linear layer\(s\) \['qkv'\]"):
+            call(["q_proj", "qkv"])
+        with pytest.raises(TypeError, match="not a string"):
+            call("q_proj")
+    shapes = llama.llama_linear_shapes(cfg)
+    assert shapes["k_proj"] == (768, 4 * 64) and set(shapes) == set(llama.LLAMA_LINEAR)
+    assert sum(llama.parameter_tensor_sizes(cfg)) == llama.llama_param_counts(cfg)["total"]
+    assert llama.llama_param_counts(cfg)["total"] == sum(p.numel() for p in LlamaForCausalLM(cfg).parameters())

@@ -8,8 +8,16 @@ import bitsandbytes.functional as bnbF
 import pytest
 import torch
 
-from qlora_course.nf4 import (VALID_BLOCKSIZES, dequantize_blockwise_4bit, dequantize_nf4, fp4_code, int4_code,
-                              nf4_code, quantize_blockwise_4bit, quantize_nf4)
+from qlora_course.nf4 import (
+    VALID_BLOCKSIZES,
+    dequantize_blockwise_4bit,
+    dequantize_nf4,
+    fp4_code,
+    int4_code,
+    nf4_code,
+    quantize_blockwise_4bit,
+    quantize_nf4,
+)
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -38,7 +46,7 @@ def test_quantize_and_dequantize_bit_exact(dtype, blocksize, n):
     g = torch.Generator().manual_seed(n * 7 + blocksize)
     x = (torch.randn(n, generator=g) * 0.03).to(dtype)
     if n > blocksize:
-        x[blocksize: 2 * blocksize] = 0  # an all-zero block
+        x[blocksize : 2 * blocksize] = 0  # an all-zero block
     packed, absmax = quantize_nf4(x, blocksize)
     ref, state = bnbF.quantize_4bit(x, blocksize=blocksize, quant_type="nf4")
     assert torch.equal(packed, ref), "packed bytes differ"
@@ -119,10 +127,12 @@ def test_nf4_linear_matches_bitsandbytes_linear4bit():
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(256, 96)
-    ref = bnb.nn.Linear4bit(256, 96, bias=True, compute_dtype=torch.float32, quant_type="nf4",
-                            compress_statistics=False)
-    ref.weight = bnb.nn.Params4bit(lin.weight.data.clone(), requires_grad=False, quant_type="nf4",
-                                   compress_statistics=False, blocksize=64)
+    ref = bnb.nn.Linear4bit(
+        256, 96, bias=True, compute_dtype=torch.float32, quant_type="nf4", compress_statistics=False
+    )
+    ref.weight = bnb.nn.Params4bit(
+        lin.weight.data.clone(), requires_grad=False, quant_type="nf4", compress_statistics=False, blocksize=64
+    )
     ref.bias = torch.nn.Parameter(lin.bias.data.clone())
     ref = ref.to("cpu")  # quantizes
     ours = NF4Linear.from_linear(lin)
@@ -135,8 +145,14 @@ def test_nf4_linear_matches_bitsandbytes_linear4bit():
 
 
 def test_error_usage_entropy_and_fake_quantization():
-    from qlora_course.nf4 import (bits_per_parameter, code_usage, entropy_bits, quantization_error,
-                                  quantize_model_weights, round_trip)
+    from qlora_course.nf4 import (
+        bits_per_parameter,
+        code_usage,
+        entropy_bits,
+        quantization_error,
+        quantize_model_weights,
+        round_trip,
+    )
 
     x = torch.randn(64 * 4096, generator=torch.Generator().manual_seed(3))
     nf4, int4 = code_usage(x, "nf4"), code_usage(x, "int4")
@@ -161,7 +177,11 @@ def test_quantizing_is_as_fast_as_bitsandbytes():
     big = torch.randn(2048, 4096, generator=torch.Generator().manual_seed(0)) * 0.02
     ours, ref = [], []
     for _ in range(9):
-        t0 = time.perf_counter(); quantize_nf4(big, 64); ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); bnbF.quantize_4bit(big, blocksize=64, quant_type="nf4"); ref.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        quantize_nf4(big, 64)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bnbF.quantize_4bit(big, blocksize=64, quant_type="nf4")
+        ref.append(time.perf_counter() - t0)
     ratio = sorted(ours)[4] / sorted(ref)[4]
     assert ratio < 1.3, f"our quantizer took {ratio:.2f}x bitsandbytes' time"  # 1.3: room for timing noise

@@ -7,14 +7,8 @@ kernel, so the suite pays for every notebook only once.
 from __future__ import annotations
 
 import copy
-import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
 from conftest import LESSONS, ROOT
 from notebook_harness import GRADE_HELPER, execute_all, grade, kernel, load, questions, stubs
 from wrong_answers import WRONG
@@ -49,7 +43,9 @@ def test_hidden_tests_stay_out_of_student_files(assigned):
             for case in test["test"]["suites"][0]["cases"]:
                 if case["hidden"]:
                     probe = case["code"].splitlines()[1]  # first line after '# HIDDEN'
-                    assert probe not in student_text and probe not in public_text, f"{lesson}/{path.stem}: hidden test leaked"
+                    assert probe not in student_text and probe not in public_text, (
+                        f"{lesson}/{path.stem}: hidden test leaked"
+                    )
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -80,7 +76,9 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
         run(GRADE_HELPER)
         for (question, answer), stub in zip(sorted(answers.items()), stub_cells, strict=True):
             test_file = tests_dir / f"{question}.py"
-            for label, code in [("stub", stub)] + [(f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])]:
+            for label, code in [("stub", stub)] + [
+                (f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])
+            ]:
                 run(code)
                 if grade(run, test_file)[0]:
                     problems.append(f"{question}: tests pass on the {label}")

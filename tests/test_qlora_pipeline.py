@@ -8,25 +8,25 @@ import warnings
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from qlora_course.data import make_task_data
 from qlora_course.evaluation import bnb_training_path, completion_loss
 from qlora_course.finetune import collate, tokenize_example
+from qlora_course.llama import LLAMA_LINEAR
+from qlora_course.methods import nf4_config
 from qlora_course.models import course_model_path
 from qlora_course.profiles import TRAINING, resolve_profile, training_settings
 
 pytestmark = pytest.mark.slow  # trains the course model with TRL
 
-ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
 
 def _base(quantized=True):
-    qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                            bnb_4bit_compute_dtype=torch.float32) if quantized else None
-    return AutoModelForCausalLM.from_pretrained(course_model_path(), quantization_config=qc, dtype=torch.float32,
-                                                device_map={"": "cpu"})
+    qc = nf4_config(torch.float32) if quantized else None
+    return AutoModelForCausalLM.from_pretrained(
+        course_model_path(), quantization_config=qc, dtype=torch.float32, device_map={"": "cpu"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +35,36 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(course_model_path())
     data = make_task_data(n_train=200, n_validation=10, n_test=16)
-    model = prepare_model_for_kbit_training(_base(), use_gradient_checkpointing=True,
-                                            gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=ALL_LINEAR,
-                                             task_type="CAUSAL_LM"))
+    model = prepare_model_for_kbit_training(
+        _base(), use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False}
+    )
+    model = get_peft_model(
+        model,
+        LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=list(LLAMA_LINEAR), task_type="CAUSAL_LM"),
+    )
     out = tmp_path_factory.mktemp("qlora")
     loss_before = completion_loss(model, tok, data["test"])
-    args = SFTConfig(output_dir=str(out / "run"), max_steps=12, per_device_train_batch_size=8, learning_rate=2e-3,
-                     lr_scheduler_type="constant_with_warmup", warmup_steps=1, max_grad_norm=0.3,
-                     optim="paged_adamw_32bit", gradient_checkpointing=True,
-                     gradient_checkpointing_kwargs={"use_reentrant": False}, completion_only_loss=True,
-                     save_strategy="no", report_to="none", seed=0, bf16=False, fp16=False, use_cpu=True,
-                     logging_steps=4, disable_tqdm=True)
+    args = SFTConfig(
+        output_dir=str(out / "run"),
+        max_steps=12,
+        per_device_train_batch_size=8,
+        learning_rate=2e-3,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=1,
+        max_grad_norm=0.3,
+        optim="paged_adamw_32bit",
+        gradient_checkpointing=True,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        completion_only_loss=True,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        logging_steps=4,
+        disable_tqdm=True,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         SFTTrainer(model=model, args=args, train_dataset=data["train"], processing_class=tok).train()
@@ -114,15 +132,15 @@ def test_training_settings_per_profile():
         training_settings("no such profile")
 
 
-def test_completion_loss_counts_completion_tokens_only():
-    tok = AutoTokenizer.from_pretrained(course_model_path())
+def test_completion_loss_counts_completion_tokens_only(course_tokenizer):
+    tok = course_tokenizer
     data = make_task_data(n_train=10, n_validation=2, n_test=4)["test"]
     model = _base(quantized=False)
     loss = completion_loss(model, tok, data)
     ex = [tokenize_example(tok, r["prompt"], r["completion"]) for r in data]
     batch = collate(ex, tok.pad_token_id)
     with torch.no_grad():
-        ref = model(**batch).loss.item()        # mean over the same labelled tokens
+        ref = model(**batch).loss.item()  # mean over the same labelled tokens
     assert loss == pytest.approx(ref, rel=1e-5)
     with pytest.raises(ValueError, match="empty"):
         completion_loss(model, tok, data.select([]))

@@ -32,7 +32,9 @@ NOTEBOOKS = ROOT / "notebooks"
 PUBLIC_TESTS = ROOT / "src" / "qlora_course" / "exercise_tests"
 OTTER = Path(sys.executable).with_name("otter")
 
-BADGE_RE = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w./-]+?/(notebooks|solutions)/")
+BADGE_RE = re.compile(
+    r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w./-]+?/(notebooks|solutions)/"
+)
 REPO_LINE_RE = re.compile(r'COURSE_REPO, COURSE_REF = "[^"]*", "[^"]*"')
 
 

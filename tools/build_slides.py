@@ -30,13 +30,29 @@ def build(notes: Path, out_dir: Path, self_contained: bool = False) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{notes.stem}.html"
-    args = ["--standalone", "--slide-level=2", "--mathjax", "-V", "theme=white", "-V", "slideNumber=true",
-            "-V", "scrollable=true", "--metadata", f"pagetitle={notes.stem}"]
+    args = [
+        "--standalone",
+        "--slide-level=2",
+        "--mathjax",
+        "-V",
+        "theme=white",
+        "-V",
+        "slideNumber=true",
+        "-V",
+        "scrollable=true",
+        "--metadata",
+        f"pagetitle={notes.stem}",
+    ]
     if self_contained:
         args.append("--embed-resources")
     try:
-        pypandoc.convert_text(_relink(notes.read_text(encoding="utf-8")), "revealjs", format="gfm+tex_math_dollars",
-                              outputfile=str(target), extra_args=args)
+        pypandoc.convert_text(
+            _relink(notes.read_text(encoding="utf-8")),
+            "revealjs",
+            format="gfm+tex_math_dollars",
+            outputfile=str(target),
+            extra_args=args,
+        )
     except RuntimeError as e:
         raise RuntimeError(f"pandoc could not build slides from {notes}: {e}") from e
     return target

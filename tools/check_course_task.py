@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-
 from qlora_course.data import make_task_data
 from qlora_course.evaluation import exact_match
 from qlora_course.finetune import train_sft
@@ -37,37 +36,59 @@ def run(model_dir: Path, steps: int, r: int, alpha: int, lr: float, batch: int, 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     base = exact_match(model, tokenizer, data["test"])
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    )
     model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     start = time.perf_counter()
     losses = train_sft(model, tokenizer, data["train"], steps=steps, batch_size=batch, lr=lr, seed=seed)
     seconds = time.perf_counter() - start
     tuned = exact_match(model, tokenizer, data["test"])
-    return {"base_accuracy": base.accuracy, "lora_accuracy": tuned.accuracy, "train_seconds": seconds,
-            "steps": steps, "batch": batch, "r": r, "alpha": alpha, "lr": lr, "trainable": trainable,
-            "n_test": len(data["test"]), "n_train": len(data["train"]), "final_loss": sum(losses[-10:]) / len(losses[-10:]),
-            "threads": torch.get_num_threads(), "machine": f"{platform.machine()} CPU",
-            "base_examples": base.examples(2), "tuned_examples": tuned.examples(2)}
+    return {
+        "base_accuracy": base.accuracy,
+        "lora_accuracy": tuned.accuracy,
+        "train_seconds": seconds,
+        "steps": steps,
+        "batch": batch,
+        "r": r,
+        "alpha": alpha,
+        "lr": lr,
+        "trainable": trainable,
+        "n_test": len(data["test"]),
+        "n_train": len(data["train"]),
+        "final_loss": sum(losses[-10:]) / len(losses[-10:]),
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} CPU",
+        "base_examples": base.examples(2),
+        "tuned_examples": tuned.examples(2),
+    }
 
 
 def card_section(res: dict, command: str) -> str:
     ex = res["base_examples"][0]
+    lora_setting = (
+        f"(r={res['r']}, α={res['alpha']}, all linear layers but `lm_head`, {res['trainable']:,} trainable "
+        f"parameters), {res['steps']} steps × {res['batch']} examples, lr {res['lr']}"
+    )
     return f"""{START}
 ## Fine-tuning check: the course task is learnable
 
-On the test split of `qlora_course.data.make_task_data(seed=0)` ({res['n_test']} questions), exact match
+On the test split of `qlora_course.data.make_task_data(seed=0)` ({res["n_test"]} questions), exact match
 with greedy decoding (`qlora_course.evaluation.exact_match`):
 
 | model | exact match |
 |---|---|
-| this model, as shipped | {res['base_accuracy']:.1%} |
-| + LoRA (r={res['r']}, α={res['alpha']}, all linear layers but `lm_head`, {res['trainable']:,} trainable parameters), {res['steps']} steps × {res['batch']} examples, lr {res['lr']} | **{res['lora_accuracy']:.1%}** |
+| this model, as shipped | {res["base_accuracy"]:.1%} |
+| + LoRA {lora_setting} | **{res["lora_accuracy"]:.1%}** |
 
-Fine-tuning took {res['train_seconds'] / 60:.1f} minutes on {res['machine']} ({res['threads']} threads), float32.
+Fine-tuning took {res["train_seconds"] / 60:.1f} minutes on {res["machine"]} ({res["threads"]} threads), float32.
 Before fine-tuning the model continues the story instead of answering, e.g. it completes
-`…{ex['prompt'][-40:]!r}` with `{ex['prediction']!r}` (answer: `{ex['reference']!r}`).
+`…{ex["prompt"][-40:]!r}` with `{ex["prediction"]!r}` (answer: `{ex["reference"]!r}`).
 Produced by `{command}`.
 {END}"""
 
@@ -90,8 +111,10 @@ def main(argv=None) -> int:
         card = args.model / "README.md"
         text = card.read_text(encoding="utf-8")
         command = "python tools/check_course_task.py" + "".join(
-            f" --{k} {getattr(args, k)}" for k in ("steps", "r", "alpha", "lr", "batch")
-            if getattr(args, k) != ap.get_default(k))
+            f" --{k} {getattr(args, k)}"
+            for k in ("steps", "r", "alpha", "lr", "batch")
+            if getattr(args, k) != ap.get_default(k)
+        )
         section = card_section(res, command)
         if START in text:
             text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: section, text, flags=re.S)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from qlora_course.data import make_task_data
-from qlora_course.memory import LLAMA_LINEAR
+from qlora_course.llama import LLAMA_LINEAR
 from qlora_course.methods import METHODS, run_method
 from qlora_course.models import COURSE_MODEL_DIR
 from qlora_course.notebook import package_versions
@@ -50,17 +50,42 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for name in METHODS:
-                r = run_method(name, model_path=profile.model_path(), tokenizer=tokenizer, data=data,
-                               settings=settings, targets=TARGETS, compute_dtype=torch.float32, device="cpu",
-                               device_map={"": "cpu"}, output_dir=tmp, seed=seed)
-                runs.append({"method": name, "seed": seed, "seen": r["seen"], "unseen": r["unseen"],
-                             "loss": r["loss"], "trainable": r["trainable"]})
-                print(f"seed {seed} {name:<17} seen {100 * r['seen']:5.1f}%  unseen {100 * r['unseen']:5.1f}%  "
-                      f"loss {r['loss']:.4f}  {r['seconds']:.0f} s", flush=True)
+                r = run_method(
+                    name,
+                    model_path=profile.model_path(),
+                    tokenizer=tokenizer,
+                    data=data,
+                    settings=settings,
+                    targets=TARGETS,
+                    compute_dtype=torch.float32,
+                    device="cpu",
+                    device_map={"": "cpu"},
+                    output_dir=tmp,
+                    seed=seed,
+                )
+                runs.append(
+                    {
+                        "method": name,
+                        "seed": seed,
+                        "seen": r["seen"],
+                        "unseen": r["unseen"],
+                        "loss": r["loss"],
+                        "trainable": r["trainable"],
+                    }
+                )
+                print(
+                    f"seed {seed} {name:<17} seen {100 * r['seen']:5.1f}%  unseen {100 * r['unseen']:5.1f}%  "
+                    f"loss {r['loss']:.4f}  {r['seconds']:.0f} s",
+                    flush=True,
+                )
     # no timings: they depend on the machine and its load; lesson 5 times its own live runs
-    result = {"command": f"python tools/compare_methods.py --seeds {args.seeds}", "settings": settings,
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-              "versions": package_versions(), "runs": runs}
+    result = {
+        "command": f"python tools/compare_methods.py --seeds {args.seeds}",
+        "settings": settings,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "versions": package_versions(),
+        "runs": runs,
+    }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -11,10 +11,11 @@ Layout: one folder per student, holding that student's notebooks under their les
 Writes ``grades/gradebook.csv`` (student, lesson, question, points, max_points: one row per student,
 lesson and graded question; rewritten by every run) and ``grades/feedback/<student>.md`` (per
 question: points and what the public tests said; hidden tests count but are never shown). Notebooks not
-named after a lesson are reported and skipped. Every submission is copied to its own temporary folder before any grading starts and
-graded there by ``otter run`` in its own process, with a time limit (``--timeout``): a submission that
-loops is stopped and scores zero; one that raises scores what its other answers earn. The gradebook is
-written by this process at the end, from maximum points read from the autograder's own tests, so no
+named after a lesson are reported and skipped. Every submission is copied to its own temporary folder
+before any grading starts and graded there by ``otter run`` in its own process, with a time limit
+(``--timeout``): a submission that loops is stopped and scores zero; one that raises scores what its
+other answers earn. The gradebook is written by this process at the end, from maximum points read from
+the autograder's own tests, so no
 submission can change another's row or claim more than the maximum.
 
 Non-Docker grading runs the student's code in the grading kernel: fine for exercises, not a sandbox
@@ -74,11 +75,14 @@ def find_submissions(root: Path, lessons: set[str]) -> list[tuple[str, str, Path
             if nb.stem in lessons:
                 found.append((student_dir.name, nb.stem, nb))
             else:
-                print(f"skipped {nb.relative_to(root)}: not named after a lesson ({', '.join(sorted(lessons))})",
-                      file=sys.stderr)
+                print(
+                    f"skipped {nb.relative_to(root)}: not named after a lesson ({', '.join(sorted(lessons))})",
+                    file=sys.stderr,
+                )
     if not found:
-        raise ValueError(f"no submissions in {root}: expected <student>/<lesson>.ipynb with a lesson among "
-                         f"{sorted(lessons)}")
+        raise ValueError(
+            f"no submissions in {root}: expected <student>/<lesson>.ipynb with a lesson among {sorted(lessons)}"
+        )
     return found
 
 
@@ -106,12 +110,13 @@ def _run_otter(notebook: Path, zip_path: Path, timeout: float) -> tuple[dict | N
     otter = str(Path(sys.executable).with_name("otter"))
     cmd = [otter, "run", "--no-logo", "-a", str(zip_path), "-o", str(work / "out"), str(notebook)]
     (work / "out").mkdir()
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         log, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)                  # otter and the kernel it started (its own session)
+        _kill_tree(proc.pid)  # otter and the kernel it started (its own session)
         proc.communicate()
         return None, f"stopped after {timeout:.0f} s (an endless loop, or far too slow): graded zero"
     results = work / "out" / "results.json"
@@ -123,10 +128,10 @@ def _run_otter(notebook: Path, zip_path: Path, timeout: float) -> tuple[dict | N
         return None, f"grading failed: unreadable results ({e})"
 
 
-def grade_one(student: str, lesson: str, notebook: Path, zip_path: Path, maximum: dict[str, float],
-              timeout: float) -> Result:
-    result = Result(student, lesson, points={q: 0.0 for q in maximum},
-                    feedback={q: "not graded" for q in maximum})
+def grade_one(
+    student: str, lesson: str, notebook: Path, zip_path: Path, maximum: dict[str, float], timeout: float
+) -> Result:
+    result = Result(student, lesson, points={q: 0.0 for q in maximum}, feedback={q: "not graded" for q in maximum})
     data, note = _run_otter(notebook, zip_path, timeout)
     result.note = note
     if data is None:
@@ -143,14 +148,16 @@ def grade_one(student: str, lesson: str, notebook: Path, zip_path: Path, maximum
                 score = float(test.get("score", 0) or 0)
             except (TypeError, ValueError):
                 score = 0.0
-            result.points[q] = min(max(score, 0.0), maximum[q])   # never above the autograder's maximum
+            result.points[q] = min(max(score, 0.0), maximum[q])  # never above the autograder's maximum
             # only the public tests' report goes to the student: otter's per-question output shows the
             # hidden test cases too
             shown = public.get(q, f"{q}: no public test output")
             if result.points[q] == maximum[q]:
                 result.feedback[q] = shown + "\nAll tests passed, hidden ones included."
             else:
-                result.feedback[q] = shown + "\nPoints come from the public and the hidden tests; hidden ones are not shown."
+                result.feedback[q] = (
+                    shown + "\nPoints come from the public and the hidden tests; hidden ones are not shown."
+                )
     return result
 
 
@@ -160,8 +167,9 @@ def _split_by_question(output: str) -> dict[str, str]:
     return {parts[i]: f"{parts[i]} results:{parts[i + 1]}".strip() for i in range(1, len(parts) - 1, 2)}
 
 
-def grade_all(submissions: Path, out: Path, timeout: float = 600, jobs: int = 1, assign_dir: Path = ASSIGN,
-              progress: bool = True) -> list[Result]:
+def grade_all(
+    submissions: Path, out: Path, timeout: float = 600, jobs: int = 1, assign_dir: Path = ASSIGN, progress: bool = True
+) -> list[Result]:
     """Grade every submission under ``submissions``; write ``out/gradebook.csv`` and ``out/feedback/``."""
     if not submissions.is_dir():
         raise FileNotFoundError(f"submissions folder {submissions} does not exist")
@@ -169,10 +177,10 @@ def grade_all(submissions: Path, out: Path, timeout: float = 600, jobs: int = 1,
     if not lessons:
         raise FileNotFoundError(f"no autograders in {assign_dir}: run `make notebooks` first")
     found = find_submissions(submissions, lessons)
-    graders = {lesson: autograder(lesson, assign_dir) for lesson in {l for _, l, _ in found}}
+    graders = {lesson: autograder(lesson, assign_dir) for lesson in {les for _, les, _ in found}}
     with tempfile.TemporaryDirectory(prefix="qlora-grading-") as tmp:
         jobs_list = []
-        for i, (student, lesson, nb) in enumerate(found):   # copy everything before anything runs
+        for i, (student, lesson, nb) in enumerate(found):  # copy everything before anything runs
             work = Path(tmp) / f"{i:04d}"
             work.mkdir()
             shutil.copy(nb, work / f"{lesson}.ipynb")

@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from qlora_course.data import make_corpus, make_task_examples
+from qlora_course.data import corpus_digest, make_corpus, make_task_examples
+from qlora_course.evaluation import perplexity
 from qlora_course.finetune import warmup_cosine
-from qlora_course.models import (COURSE_MODEL_DIR, build_tokenizer, course_model_config,
-                                 perplexity, weight_normality_report)
+from qlora_course.models import COURSE_MODEL_DIR, build_tokenizer, course_model_config, weight_normality_report
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def packed_batches(ids: torch.Tensor, seq_len: int, batch_size: int, g: torch.Generator):
@@ -44,7 +44,8 @@ def model_card(facts: dict, report: list[dict]) -> str:
     rows = "\n".join(
         f"| `{r['layer']}` | {r['shape'][0]}×{r['shape'][1]} | {r['std']:.4f} | {r['excess_kurtosis']:.2f} | "
         f"{r['max_abs_z']:.1f} | {r['share_beyond_4std'] * 1e4:.1f} | {r['ks_distance']:.3f} |"
-        for r in report)
+        for r in report
+    )
     f = facts
     return f"""---
 license: apache-2.0
@@ -55,7 +56,7 @@ tags: [llama, qlora-course, synthetic-data]
 
 # course-llama: the QLoRA course's own small Llama
 
-A `LlamaForCausalLM` of **{f['parameters']:,} parameters** ({f['size_mb']:.1f} MB of bfloat16
+A `LlamaForCausalLM` of **{f["parameters"]:,} parameters** ({f["size_mb"]:.1f} MB of bfloat16
 safetensors) that the course ships inside its package, so every lesson runs offline, on a CPU, through
 the same `from_pretrained` / `BitsAndBytesConfig` / PEFT / TRL calls a hub model uses. It is a teaching
 model: it knows only the small made-up world of `qlora_course.data`.
@@ -69,29 +70,29 @@ tokenizer = AutoTokenizer.from_pretrained(course_model_path())
 
 ## Architecture
 
-{f['layers']} decoder layers, hidden size {f['hidden']}, SwiGLU MLP width {f['intermediate']},
-{f['heads']} query heads sharing {f['kv_heads']} key/value heads (grouped-query attention), RMSNorm,
-rotary position embeddings, untied embeddings, context {f['max_positions']} tokens. Tokenizer: byte-level
-BPE with {f['vocab']} tokens trained on the corpus; `<s>` is prepended to every text, `</s>` ends a
+{f["layers"]} decoder layers, hidden size {f["hidden"]}, SwiGLU MLP width {f["intermediate"]},
+{f["heads"]} query heads sharing {f["kv_heads"]} key/value heads (grouped-query attention), RMSNorm,
+rotary position embeddings, untied embeddings, context {f["max_positions"]} tokens. Tokenizer: byte-level
+BPE with {f["vocab"]} tokens trained on the corpus; `<s>` is prepended to every text, `</s>` ends a
 sequence and `<pad>` (distinct from `</s>`) pads.
 
 ## Training
 
-- Data: {f['train_docs']:,} generated stories (`qlora_course.data.make_corpus(n, seed=0)`),
-  {f['train_tokens']:,} tokens, packed into sequences of {f['seq_len']} tokens, each story as
-  `<s> story </s>`. Held out: {f['heldout_docs']:,} stories from seed 1.
-- {f['steps']:,} steps of AdamW (peak learning rate {f['lr']}, {f['warmup']} warmup steps, cosine decay to
-  10%, weight decay {f['weight_decay']}, gradient clipping at 1.0), batch {f['batch']} × {f['seq_len']}
-  tokens: {f['tokens_seen']:,} tokens seen (≈ {f['epochs']:.1f} epochs), in float32.
-- Time: {f['minutes']:.1f} minutes on {f['machine']} (torch {f['torch']}, {f['threads']} threads).
-- Final training loss {f['train_loss']:.3f}; **held-out perplexity {f['ppl_fp32']:.3f}** in float32,
-  {f['ppl_bf16']:.3f} with the saved bfloat16 weights (per token, `<s> story </s>` scored by
-  `qlora_course.models.perplexity`).
+- Data: {f["train_docs"]:,} generated stories (`qlora_course.data.make_corpus(n, seed=0)`),
+  {f["train_tokens"]:,} tokens, packed into sequences of {f["seq_len"]} tokens, each story as
+  `<s> story </s>`. Held out: {f["heldout_docs"]:,} stories from seed 1.
+- {f["steps"]:,} steps of AdamW (peak learning rate {f["lr"]}, {f["warmup"]} warmup steps, cosine decay to
+  10%, weight decay {f["weight_decay"]}, gradient clipping at 1.0), batch {f["batch"]} × {f["seq_len"]}
+  tokens: {f["tokens_seen"]:,} tokens seen (≈ {f["epochs"]:.1f} epochs), in float32.
+- Time: {f["minutes"]:.1f} minutes on {f["machine"]} (torch {f["torch"]}, {f["threads"]} threads).
+- Final training loss {f["train_loss"]:.3f}; **held-out perplexity {f["ppl_fp32"]:.3f}** in float32,
+  {f["ppl_bf16"]:.3f} with the saved bfloat16 weights (per token, `<s> story </s>` scored by
+  `qlora_course.evaluation.perplexity`).
 
 Re-train (writes this folder; the numbers above come from this exact command):
 
 ```bash
-{f['command']}
+{f["command"]}
 ```
 
 ## What it can and cannot do
@@ -145,16 +146,23 @@ def main(argv=None) -> int:
 
     from transformers import LlamaForCausalLM
 
-    config = course_model_config(len(tokenizer), num_hidden_layers=args.layers,
-                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                 pad_token_id=tokenizer.pad_token_id)
+    config = course_model_config(
+        len(tokenizer),
+        num_hidden_layers=args.layers,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = LlamaForCausalLM(config)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters")
     decay = [p for n, p in model.named_parameters() if p.ndim == 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr,
+        betas=(0.9, 0.95),
+    )
     batches = packed_batches(ids, args.seq_len, args.batch, torch.Generator().manual_seed(args.seed))
     model.train()
     bar = tqdm(range(args.steps), desc="pretraining", unit="step")
@@ -188,21 +196,52 @@ def main(argv=None) -> int:
     rel = lambda p: str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p)  # noqa: E731
     defaults = {a.dest: a.default for a in ap._actions if a.dest != "help"}
     extra = [f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v != defaults[k]]
-    command = " ".join(["python tools/pretrain_course_model.py", *extra]
-                       + ([f"--out {rel(args.out)}"] if args.out != COURSE_MODEL_DIR else []))
+    command = " ".join(
+        ["python tools/pretrain_course_model.py", *extra]
+        + ([f"--out {rel(args.out)}"] if args.out != COURSE_MODEL_DIR else [])
+    )
     facts = {
-        "parameters": n_params, "size_mb": (args.out / "model.safetensors").stat().st_size / 1e6,
-        "layers": config.num_hidden_layers, "hidden": config.hidden_size, "intermediate": config.intermediate_size,
-        "heads": config.num_attention_heads, "kv_heads": config.num_key_value_heads,
-        "max_positions": config.max_position_embeddings, "vocab": len(tokenizer),
-        "train_docs": len(corpus), "train_tokens": ids.numel(), "heldout_docs": len(heldout),
-        "seq_len": args.seq_len, "steps": args.steps, "lr": args.lr, "warmup": args.warmup,
-        "weight_decay": args.weight_decay, "batch": args.batch,
+        "parameters": n_params,
+        "size_mb": (args.out / "model.safetensors").stat().st_size / 1e6,
+        "layers": config.num_hidden_layers,
+        "hidden": config.hidden_size,
+        "intermediate": config.intermediate_size,
+        "heads": config.num_attention_heads,
+        "kv_heads": config.num_key_value_heads,
+        "max_positions": config.max_position_embeddings,
+        "vocab": len(tokenizer),
+        "train_docs": len(corpus),
+        "train_tokens": ids.numel(),
+        "heldout_docs": len(heldout),
+        "seq_len": args.seq_len,
+        "steps": args.steps,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "batch": args.batch,
         "tokens_seen": args.steps * args.batch * args.seq_len,
-        "epochs": args.steps * args.batch * args.seq_len / ids.numel(), "minutes": train_minutes,
-        "machine": f"{platform.machine()} CPU", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "train_loss": ema, "ppl_fp32": ppl_fp32, "ppl_bf16": ppl_bf16, "command": command,
+        "epochs": args.steps * args.batch * args.seq_len / ids.numel(),
+        "minutes": train_minutes,
+        "machine": f"{platform.machine()} CPU",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "train_loss": ema,
+        "ppl_fp32": ppl_fp32,
+        "ppl_bf16": ppl_bf16,
+        "command": command,
     }
+    # what the tests check instead of regenerating the corpus and re-measuring 1,000 stories: the
+    # corpora's fingerprints, their overlap, and the shipped weights' perplexity on 100 held-out stories
+    shipped = LlamaForCausalLM.from_pretrained(args.out, dtype=torch.float32).eval()
+    facts.update(
+        {
+            "train_sha256": corpus_digest(corpus),
+            "heldout_sha256": corpus_digest(heldout),
+            "heldout_in_train": len(set(heldout) & set(corpus)),
+            "check_docs": 100,
+            "ppl_check": perplexity(shipped, tokenizer, heldout[:100], progress=False),
+        }
+    )
     report = weight_normality_report(model)
     (args.out / "README.md").write_text(model_card(facts, report), encoding="utf-8")
     (args.out / "training_facts.json").write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")

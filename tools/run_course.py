@@ -48,9 +48,14 @@ def main() -> int:
             failed.append(path.stem)
             print(f"\n{path.name} failed:\n{str(err)[-2000:]}", file=sys.stderr)
     rows = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
-    lines = ["# QLoRA course: key figures from the last `make course` run", "",
-             f"Machine: {os.cpu_count()} CPU cores; {time.strftime('%Y-%m-%d %H:%M')}.", "",
-             "| lesson | notebook | seconds |", "|---|---|---|"]
+    lines = [
+        "# QLoRA course: key figures from the last `make course` run",
+        "",
+        f"Machine: {os.cpu_count()} CPU cores; {time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        "| lesson | notebook | seconds |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name[:2]} | {name} | {secs:.0f} |" for name, secs in times.items()]
     lines += ["", "| lesson | figure | value | unit | what it is |", "|---|---|---|---|---|"]
     lines += [f"| {r['lesson']} | {r['key']} | {r['value']:,.4g} | {r['unit']} | {r['what']} |" for r in rows]

@@ -10,7 +10,8 @@ colour and a favourite food.
 - The **instruction task** (:func:`make_task_data`) asks, in a prompt-completion format the corpus never
   uses, what kind of fact a word of a story states::
 
-      prompt:     "Text: Mira lives in Oslo. Tom has a dog.\nQuestion: Is Oslo a home, job, pet, colour or food?\nAnswer:"
+      prompt:     "Text: Mira lives in Oslo. Tom has a dog.\nQuestion: Is Oslo a home, job, pet, colour or food?"
+                  "\nAnswer:"
       completion: " home"
 
   The pretrained model knows the words (they fill different slots in its corpus) but not the format:
@@ -18,9 +19,7 @@ colour and a favourite food.
   the train split teaches the format and the mapping in under a minute on a CPU. That is the
   situation instruction tuning is for. Some words are never asked about in training
   (:func:`held_out_words`): the ``test_unseen`` split asks only about them, so it tells a fine-tune
-  that learned the five kinds from one that memorised a word-to-answer table. (A harder reading-comprehension task, "What pet does Tom
-  have?", was tried first: the course model cannot look facts up in its context reliably, and neither
-  LoRA nor full fine-tuning taught it to within minutes.)
+  that learned the five kinds from one that memorised a word-to-answer table.
 
 Same seed, same text: the generators use only :class:`random.Random` seeded by the caller.
 """
@@ -30,44 +29,199 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["ATTRIBUTES", "KINDS", "Person", "make_world", "make_corpus", "make_task_examples", "make_task_data",
-           "held_out_words", "format_example"]
+__all__ = [
+    "ATTRIBUTES",
+    "KINDS",
+    "Person",
+    "make_world",
+    "make_corpus",
+    "make_task_examples",
+    "make_task_data",
+    "held_out_words",
+    "format_example",
+    "corpus_digest",
+]
 
 NAMES = (
-    "Mira", "Tom", "Ana", "Leo", "Ines", "Omar", "Yuki", "Ravi", "Nora", "Ivan", "Lena", "Hugo", "Sara",
-    "Paul", "Emma", "Noah", "Zoe", "Finn", "Maya", "Alex", "Ella", "Jonas", "Lara", "Felix", "Amir",
-    "Chloe", "Diego", "Hana", "Karl", "Lucy", "Marco", "Nina", "Oscar", "Pia", "Rosa", "Sam", "Tara",
-    "Ugo", "Vera", "Will", "Xena", "Yara", "Zane", "Ada", "Ben", "Cora", "Dan", "Eva", "Gus", "Iris",
-    "Jack", "Kira", "Liam", "Mila", "Ned", "Olga", "Pedro", "Rita", "Seth", "Tina",
+    "Mira",
+    "Tom",
+    "Ana",
+    "Leo",
+    "Ines",
+    "Omar",
+    "Yuki",
+    "Ravi",
+    "Nora",
+    "Ivan",
+    "Lena",
+    "Hugo",
+    "Sara",
+    "Paul",
+    "Emma",
+    "Noah",
+    "Zoe",
+    "Finn",
+    "Maya",
+    "Alex",
+    "Ella",
+    "Jonas",
+    "Lara",
+    "Felix",
+    "Amir",
+    "Chloe",
+    "Diego",
+    "Hana",
+    "Karl",
+    "Lucy",
+    "Marco",
+    "Nina",
+    "Oscar",
+    "Pia",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Ugo",
+    "Vera",
+    "Will",
+    "Xena",
+    "Yara",
+    "Zane",
+    "Ada",
+    "Ben",
+    "Cora",
+    "Dan",
+    "Eva",
+    "Gus",
+    "Iris",
+    "Jack",
+    "Kira",
+    "Liam",
+    "Mila",
+    "Ned",
+    "Olga",
+    "Pedro",
+    "Rita",
+    "Seth",
+    "Tina",
 )
 CITIES = (
-    "Oslo", "Rome", "Lima", "Cairo", "Paris", "Delhi", "Tokyo", "Quito", "Dakar", "Lagos", "Seoul",
-    "Porto", "Kyiv", "Accra", "Berlin", "Madrid", "Vienna", "Prague", "Dublin", "Nairobi", "Hanoi",
-    "Manila", "Bogota", "Havana", "Athens", "Lisbon", "Sydney", "Boston", "Denver", "Toronto",
+    "Oslo",
+    "Rome",
+    "Lima",
+    "Cairo",
+    "Paris",
+    "Delhi",
+    "Tokyo",
+    "Quito",
+    "Dakar",
+    "Lagos",
+    "Seoul",
+    "Porto",
+    "Kyiv",
+    "Accra",
+    "Berlin",
+    "Madrid",
+    "Vienna",
+    "Prague",
+    "Dublin",
+    "Nairobi",
+    "Hanoi",
+    "Manila",
+    "Bogota",
+    "Havana",
+    "Athens",
+    "Lisbon",
+    "Sydney",
+    "Boston",
+    "Denver",
+    "Toronto",
 )
 JOBS = (
-    "baker", "nurse", "pilot", "farmer", "teacher", "painter", "doctor", "writer", "builder", "singer",
-    "driver", "lawyer", "cook", "tailor", "dentist", "barber", "plumber", "miner", "sailor", "judge",
-    "potter", "gardener", "banker", "chemist",
+    "baker",
+    "nurse",
+    "pilot",
+    "farmer",
+    "teacher",
+    "painter",
+    "doctor",
+    "writer",
+    "builder",
+    "singer",
+    "driver",
+    "lawyer",
+    "cook",
+    "tailor",
+    "dentist",
+    "barber",
+    "plumber",
+    "miner",
+    "sailor",
+    "judge",
+    "potter",
+    "gardener",
+    "banker",
+    "chemist",
 )
-PETS = ("cat", "dog", "parrot", "rabbit", "turtle", "hamster", "goat", "pony", "lizard", "snake",
-        "duck", "goose", "frog", "mouse", "ferret", "pig")
-COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "brown", "black", "white",
-           "grey", "gold")
-FOODS = ("rice", "bread", "soup", "pasta", "cheese", "apples", "pears", "fish", "beans", "cake",
-         "noodles", "eggs", "plums", "olives", "mangoes", "figs", "honey", "pizza")
+PETS = (
+    "cat",
+    "dog",
+    "parrot",
+    "rabbit",
+    "turtle",
+    "hamster",
+    "goat",
+    "pony",
+    "lizard",
+    "snake",
+    "duck",
+    "goose",
+    "frog",
+    "mouse",
+    "ferret",
+    "pig",
+)
+COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "brown", "black", "white", "grey", "gold")
+FOODS = (
+    "rice",
+    "bread",
+    "soup",
+    "pasta",
+    "cheese",
+    "apples",
+    "pears",
+    "fish",
+    "beans",
+    "cake",
+    "noodles",
+    "eggs",
+    "plums",
+    "olives",
+    "mangoes",
+    "figs",
+    "honey",
+    "pizza",
+)
 
 ATTRIBUTES = {"city": CITIES, "job": JOBS, "pet": PETS, "colour": COLOURS, "food": FOODS}
 
 # How the stories state each fact. The corpus uses all of them; the task's texts do too.
 FACT_TEMPLATES = {
-    "city": ("{n} lives in {v}.", "{n} has a home in {v}.", "The house of {n} is in {v}.",
-             "{n} moved to {v} long ago.", "In {v} lives {n}."),
+    "city": (
+        "{n} lives in {v}.",
+        "{n} has a home in {v}.",
+        "The house of {n} is in {v}.",
+        "{n} moved to {v} long ago.",
+        "In {v} lives {n}.",
+    ),
     "job": ("{n} works as a {v}.", "{n} is a {v}.", "By day {n} is a {v}.", "{n} earns a living as a {v}."),
     "pet": ("{n} has a {v}.", "{n} keeps a {v} at home.", "The pet of {n} is a {v}.", "{n} owns a small {v}."),
     "colour": ("{n} likes the colour {v}.", "The favourite colour of {n} is {v}.", "{n} loves all things {v}."),
-    "food": ("{n} likes to eat {v}.", "{n} loves {v}.", "The favourite food of {n} is {v}.",
-             "For dinner {n} always wants {v}."),
+    "food": (
+        "{n} likes to eat {v}.",
+        "{n} loves {v}.",
+        "The favourite food of {n} is {v}.",
+        "For dinner {n} always wants {v}.",
+    ),
 }
 # Later sentences that use a fact stated earlier: the corpus's lesson in looking back.
 RECALL_TEMPLATES = {
@@ -77,9 +231,17 @@ RECALL_TEMPLATES = {
     "colour": ("{n} painted the door {v}.", "{n} wore a {v} coat.", "{n} bought a {v} hat."),
     "food": ("{n} cooked {v} for friends.", "{n} shared the {v}.", "At noon {n} ate {v} again."),
 }
-FILLER = ("The day was warm.", "It rained all morning.", "The streets were quiet.", "The wind was cold.",
-          "Nobody was in a hurry.", "The sun came out at last.", "Time went by.")
+FILLER = (
+    "The day was warm.",
+    "It rained all morning.",
+    "The streets were quiet.",
+    "The wind was cold.",
+    "Nobody was in a hurry.",
+    "The sun came out at last.",
+    "Time went by.",
+)
 FRIENDS = ("{n} and {m} are friends.", "{n} met {m} at the market.", "{n} wrote a letter to {m}.")
+
 
 @dataclass(frozen=True)
 class Person:
@@ -131,6 +293,17 @@ def make_corpus(n_docs: int, seed: int = 0) -> list[str]:
     return [make_story(rng) for _ in range(n_docs)]
 
 
+def corpus_digest(docs: list[str]) -> str:
+    """SHA-256 (hex) of a list of documents, in order: a fingerprint that the model card stores so that a
+    test can tell, without regenerating 60,000 stories, whether the generator still makes the same text."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for doc in docs:
+        h.update(doc.encode("utf-8") + b"\x1e")
+    return h.hexdigest()
+
+
 # The answer of the task: which kind of fact a word states. Each answer is one token of the course
 # tokenizer and a word the corpus uses ("home" is where a person lives).
 KINDS = {"home": CITIES, "job": JOBS, "pet": PETS, "colour": COLOURS, "food": FOODS}
@@ -141,13 +314,15 @@ def format_example(text: str, word: str) -> str:
     return f"Text: {text}\nQuestion: Is {word} a home, job, pet, colour or food?\nAnswer:"
 
 
-def make_task_examples(n: int, seed: int = 0, words: set[str] | None = None, exclude: set[str] = frozenset()
-                       ) -> list[dict]:
+def make_task_examples(
+    n: int, seed: int = 0, words: set[str] | None = None, exclude: set[str] = frozenset()
+) -> list[dict]:
     """``n`` distinct examples ``{"prompt", "completion", "word"}``; completions start with a space.
 
     Each prompt is a short story (1-2 people, 1-3 facts each, as in the corpus) and asks what kind of
-    word one of its words is; the answer is one of ``name``, ``city``, ``job``, ``pet``, ``colour``,
-    ``food``. ``words`` restricts the asked word to that set; prompts in ``exclude`` are skipped.
+    word one of its words is; the answer is one of the :data:`KINDS`: ``home``, ``job``, ``pet``,
+    ``colour``, ``food``. ``words`` restricts the asked word to that set (the seen/unseen splits);
+    prompts in ``exclude`` are skipped (no prompt in two splits).
     """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
@@ -187,8 +362,14 @@ def held_out_words(share: float = 0.18, seed: int = 0) -> set[str]:
     return {w for words in KINDS.values() for w in rng.sample(sorted(words), max(1, round(share * len(words))))}
 
 
-def make_task_data(n_train: int = 2000, n_validation: int = 200, n_test: int = 200, seed: int = 0,
-                   n_test_unseen: int = 200, held_out_share: float = 0.18):
+def make_task_data(
+    n_train: int = 2000,
+    n_validation: int = 200,
+    n_test: int = 200,
+    seed: int = 0,
+    n_test_unseen: int = 200,
+    held_out_share: float = 0.18,
+):
     """The course task as a ``datasets.DatasetDict`` with disjoint splits ``train``, ``validation``,
     ``test`` and ``test_unseen``.
 
@@ -211,6 +392,6 @@ def make_task_data(n_train: int = 2000, n_validation: int = 200, n_test: int = 2
     rows += make_task_examples(n_test_unseen, seed=seed, words=unseen, exclude={r["prompt"] for r in rows})
     out, start = {}, 0
     for split, size in sizes.items():
-        out[split] = Dataset.from_list(rows[start:start + size])
+        out[split] = Dataset.from_list(rows[start : start + size])
         start += size
     return DatasetDict(out)

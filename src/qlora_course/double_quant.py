@@ -49,8 +49,16 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["LUT_SIZE", "dynamic_map", "quantize_blockwise_8bit", "dequantize_blockwise_8bit", "double_quantize",
-           "dequantize_absmax", "constant_bits_per_parameter", "quantized_llama_bytes"]
+__all__ = [
+    "LUT_SIZE",
+    "dynamic_map",
+    "quantize_blockwise_8bit",
+    "dequantize_blockwise_8bit",
+    "double_quantize",
+    "dequantize_absmax",
+    "constant_bits_per_parameter",
+    "quantized_llama_bytes",
+]
 
 LUT_SIZE = 65536  # grid points of bitsandbytes' CPU lookup table for 8-bit blockwise quantization
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -60,9 +68,9 @@ _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # checks
 # --------------------------------------------------------------------------------------------------
 
+
 def _check_blocksize(blocksize: int, name: str = "blocksize") -> None:
-    if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize <= 0 \
-            or blocksize & (blocksize - 1):
+    if isinstance(blocksize, bool) or not isinstance(blocksize, int) or blocksize <= 0 or blocksize & (blocksize - 1):
         raise ValueError(f"{name} must be a positive power of two (1, 2, 4, ..., 256, ...), got {blocksize!r}")
 
 
@@ -75,14 +83,18 @@ def _check_values(x: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} is empty: there is nothing to quantize")
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{what} has {bad} NaN or infinite entries; a single one would make its block's "
-                         "absmax (and the mean offset) NaN or infinite")
+        raise ValueError(
+            f"{what} has {bad} NaN or infinite entries; a single one would make its block's "
+            "absmax (and the mean offset) NaN or infinite"
+        )
 
 
 def _check_code(code: torch.Tensor) -> torch.Tensor:
     if not isinstance(code, torch.Tensor) or code.dim() != 1 or code.numel() != 256:
-        raise ValueError("code must be a 1-D tensor of 256 values (an 8-bit code), got "
-                         f"{tuple(code.shape) if isinstance(code, torch.Tensor) else type(code).__name__}")
+        raise ValueError(
+            "code must be a 1-D tensor of 256 values (an 8-bit code), got "
+            f"{tuple(code.shape) if isinstance(code, torch.Tensor) else type(code).__name__}"
+        )
     code = code.float()
     if not torch.isfinite(code).all() or (code[1:] < code[:-1]).any():
         raise ValueError("code must hold 256 finite values sorted in increasing order")
@@ -91,8 +103,10 @@ def _check_code(code: torch.Tensor) -> torch.Tensor:
 
 def _check_codes_and_scales(q: torch.Tensor, absmax: torch.Tensor, blocksize: int) -> None:
     if not isinstance(q, torch.Tensor) or q.dtype != torch.uint8:
-        raise ValueError(f"q must be a uint8 tensor of code indices, got "
-                         f"{q.dtype if isinstance(q, torch.Tensor) else type(q).__name__}")
+        raise ValueError(
+            f"q must be a uint8 tensor of code indices, got "
+            f"{q.dtype if isinstance(q, torch.Tensor) else type(q).__name__}"
+        )
     if q.numel() == 0:
         raise ValueError("q is empty: there is nothing to dequantize")
     blocks = -(-q.numel() // blocksize)
@@ -104,6 +118,7 @@ def _check_codes_and_scales(q: torch.Tensor, absmax: torch.Tensor, blocksize: in
 # --------------------------------------------------------------------------------------------------
 # the 8-bit dynamic code
 # --------------------------------------------------------------------------------------------------
+
 
 def dynamic_map(signed: bool = True) -> torch.Tensor:
     """The 8-bit dynamic quantization map (Dettmers 2015), 256 float32 values sorted in increasing order.
@@ -122,7 +137,7 @@ def dynamic_map(signed: bool = True) -> torch.Tensor:
     values: list[torch.Tensor] = []
     for zeros in range(7):
         fraction_bits = 6 - zeros if signed else 7 - zeros
-        boundaries = torch.linspace(0.1, 1.0, 2 ** fraction_bits + 1, dtype=torch.float32)
+        boundaries = torch.linspace(0.1, 1.0, 2**fraction_bits + 1, dtype=torch.float32)
         fractions = (boundaries[:-1] + boundaries[1:]) / 2
         magnitude = fractions * 10.0 ** (-zeros)  # float32 times a Python float: computed in float32
         values.append(magnitude)
@@ -136,6 +151,7 @@ def dynamic_map(signed: bool = True) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # 8-bit blockwise quantization
 # --------------------------------------------------------------------------------------------------
+
 
 def _cpu_lookup_table(code: torch.Tensor) -> torch.Tensor:
     """bitsandbytes' CPU table: for each of the 65,536 grid points in [-1, 1] the index (int64) of the
@@ -164,8 +180,9 @@ def _nearest_code(scaled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(scaled.double(), midpoints, right=False)
 
 
-def quantize_blockwise_8bit(x: torch.Tensor, code: torch.Tensor, blocksize: int = 256,
-                            exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_blockwise_8bit(
+    x: torch.Tensor, code: torch.Tensor, blocksize: int = 256, exact: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Blockwise 8-bit quantization of ``x`` with a sorted 256-value ``code`` in [-1, 1].
 
     ``x``: any shape, float32/float16/bfloat16, finite, non-empty (half precision is widened to float32
@@ -203,8 +220,9 @@ def quantize_blockwise_8bit(x: torch.Tensor, code: torch.Tensor, blocksize: int 
     return q, absmax
 
 
-def dequantize_blockwise_8bit(q: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor,
-                              blocksize: int = 256) -> torch.Tensor:
+def dequantize_blockwise_8bit(
+    q: torch.Tensor, absmax: torch.Tensor, code: torch.Tensor, blocksize: int = 256
+) -> torch.Tensor:
     """Undo :func:`quantize_blockwise_8bit`: ``code[q] * absmax`` of its block, float32, shape of ``q``.
 
     ``q``: uint8 indices (any shape, flattened in blocks of ``blocksize``); ``absmax``: one value per
@@ -222,8 +240,10 @@ def dequantize_blockwise_8bit(q: torch.Tensor, absmax: torch.Tensor, code: torch
 # double quantization of the NF4 constants
 # --------------------------------------------------------------------------------------------------
 
-def double_quantize(absmax: torch.Tensor, blocksize: int = 256,
-                    exact: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+
+def double_quantize(
+    absmax: torch.Tensor, blocksize: int = 256, exact: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Quantize the first-level constants ``absmax`` (the float32 per-block maxima of NF4) to 8 bits.
 
     ``offset = absmax.mean()``; ``absmax - offset`` is quantized blockwise (blocks of ``blocksize``,
@@ -243,13 +263,15 @@ def double_quantize(absmax: torch.Tensor, blocksize: int = 256,
     return q, absmax2, offset
 
 
-def dequantize_absmax(q: torch.Tensor, absmax2: torch.Tensor, offset: torch.Tensor | float,
-                      blocksize: int = 256) -> torch.Tensor:
+def dequantize_absmax(
+    q: torch.Tensor, absmax2: torch.Tensor, offset: torch.Tensor | float, blocksize: int = 256
+) -> torch.Tensor:
     """Rebuild the first-level constants: ``dynamic_map()[q] * absmax2 + offset`` (float32, shape
     ``(numel(q),)``), exactly what bitsandbytes' ``dequantize_4bit`` uses for a nested quant state
     (``dequantize_blockwise(state.absmax, state.state2) + state.offset``)."""
-    values = dequantize_blockwise_8bit(q.reshape(-1) if isinstance(q, torch.Tensor) else q, absmax2,
-                                       dynamic_map(signed=True), blocksize)
+    values = dequantize_blockwise_8bit(
+        q.reshape(-1) if isinstance(q, torch.Tensor) else q, absmax2, dynamic_map(signed=True), blocksize
+    )
     offset = torch.as_tensor(offset, dtype=torch.float32)
     if offset.numel() != 1 or not torch.isfinite(offset).all():
         raise ValueError(f"offset must be one finite number, got {offset.numel()} values")
@@ -279,12 +301,16 @@ def quantized_llama_bytes(config, blocksize: int = 64, blocksize2: int = 256, do
     (counts, then bytes). Constants: ``constant_bits_per_parameter`` per linear weight (the per-tensor
     offset and code are left out).
     """
-    from .lora import llama_param_counts
+    from .llama import llama_param_counts
 
     counts = llama_param_counts(config)
     linear, other = counts["linear"], counts["embeddings"] + counts["norms"]
-    out = {"linear_params": linear, "other_params": other, "weights_4bit": linear * 4 / 8,
-           "constants": linear * constant_bits_per_parameter(blocksize, blocksize2, double) / 8,
-           "other_16bit": other * 2}
+    out = {
+        "linear_params": linear,
+        "other_params": other,
+        "weights_4bit": linear * 4 / 8,
+        "constants": linear * constant_bits_per_parameter(blocksize, blocksize2, double) / 8,
+        "other_16bit": other * 2,
+    }
     out["total"] = out["weights_4bit"] + out["constants"] + out["other_16bit"]
     return out

@@ -1,14 +1,28 @@
-"""Exact-match evaluation with batched greedy generation (lessons 1, 4 and 5 reuse it)."""
+"""Evaluating a causal language model: perplexity, next-token losses of completions, exact match with
+batched greedy generation, multiple-choice accuracy and the majority baseline (lessons 2 to 5)."""
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
-__all__ = ["EvalResult", "bnb_training_path", "generate_completions", "exact_match", "completion_loss",
-           "summed_next_token_nll", "next_token_nll_per_row", "completion_nlls", "choice_accuracy", "majority_accuracy"]
+__all__ = [
+    "EvalResult",
+    "bnb_training_path",
+    "generate_completions",
+    "exact_match",
+    "completion_loss",
+    "summed_next_token_nll",
+    "next_token_nll_per_row",
+    "completion_nlls",
+    "choice_accuracy",
+    "majority_accuracy",
+    "perplexity",
+]
 
 
 @contextmanager
@@ -21,8 +35,11 @@ def bnb_training_path(model):
     Marking just those layers as training (they have no dropout, so nothing else changes) avoids the
     switch and gives the same numbers on every CPU. Other modules keep their mode.
     """
-    layers = [m for m in model.modules()
-              if type(m).__module__.startswith("bitsandbytes") and hasattr(getattr(m, "weight", None), "quant_state")]
+    layers = [
+        m
+        for m in model.modules()
+        if type(m).__module__.startswith("bitsandbytes") and hasattr(getattr(m, "weight", None), "quant_state")
+    ]
     modes = [m.training for m in layers]
     for m in layers:
         m.training = True
@@ -44,20 +61,27 @@ class EvalResult:
 
     def examples(self, k: int = 3) -> list[dict]:
         """The first ``k`` examples as ``{"prompt", "prediction", "reference", "correct"}``."""
-        return [{"prompt": p, "prediction": y, "reference": r, "correct": y == r}
-                for p, y, r in list(zip(self.prompts, self.predictions, self.references, strict=True))[:k]]
+        return [
+            {"prompt": p, "prediction": y, "reference": r, "correct": y == r}
+            for p, y, r in list(zip(self.prompts, self.predictions, self.references, strict=True))[:k]
+        ]
 
 
 @torch.no_grad()
-def generate_completions(model, tokenizer, prompts: list[str], batch_size: int = 32, max_new_tokens: int = 8,
-                         progress: bool = True, desc: str = "generating") -> list[str]:
+def generate_completions(
+    model,
+    tokenizer,
+    prompts: list[str],
+    batch_size: int = 32,
+    max_new_tokens: int = 8,
+    progress: bool = True,
+    desc: str = "generating",
+) -> list[str]:
     """Greedy completions of ``prompts``, ``batch_size`` at a time, cut at the first newline and stripped.
 
     Prompts are padded on the left, so that every prompt ends where generation starts; generation
     stops at the tokenizer's EOS token.
     """
-    from tqdm.auto import tqdm
-
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size and max_new_tokens must be positive")
     if tokenizer.pad_token_id is None:
@@ -70,10 +94,15 @@ def generate_completions(model, tokenizer, prompts: list[str], batch_size: int =
     try:
         with bnb_training_path(model):
             for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
-                enc = tokenizer(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
-                gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-                texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                enc = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True).to(device)
+                gen = model.generate(
+                    **enc,
+                    do_sample=False,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+                texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
                 out += [t.split("\n")[0].strip() for t in texts]
     finally:
         tokenizer.padding_side = side
@@ -81,8 +110,15 @@ def generate_completions(model, tokenizer, prompts: list[str], batch_size: int =
     return out
 
 
-def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens: int = 8, limit: int | None = None,
-                progress: bool = True) -> EvalResult:
+def exact_match(
+    model,
+    tokenizer,
+    dataset,
+    batch_size: int = 32,
+    max_new_tokens: int = 8,
+    limit: int | None = None,
+    progress: bool = True,
+) -> EvalResult:
     """Share of ``dataset`` rows (``prompt``, ``completion`` columns) whose greedy completion equals the
     reference exactly, after stripping spaces. ``limit`` evaluates only the first rows."""
     for col in ("prompt", "completion"):
@@ -96,20 +132,23 @@ def exact_match(model, tokenizer, dataset, batch_size: int = 32, max_new_tokens:
     return EvalResult(acc, preds, refs, prompts)
 
 
-def next_token_nll_per_row(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                           labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def next_token_nll_per_row(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(summed next-token losses, number of tokens)``, each of shape ``(batch,)``, over the positions
     whose ``labels`` are not -100, each token predicted from the ones before it (labels shifted by one).
     Logits in float32."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
     targets = labels[:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
-                                            reduction="none").sum(dim=1)
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none"
+    ).sum(dim=1)
     return nll, (targets != -100).sum(dim=1)
 
 
-def summed_next_token_nll(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          labels: torch.Tensor) -> tuple[float, int]:
+def summed_next_token_nll(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, int]:
     """``(sum of the next-token losses, number of tokens)`` over the whole batch: see
     :func:`next_token_nll_per_row`."""
     nll, counts = next_token_nll_per_row(model, input_ids, attention_mask, labels)
@@ -142,7 +181,7 @@ def _token_batches(examples: list[dict], batch_size: int, vocab_size: int, logit
 
 
 def _fitted_examples(tokenizer, prompts, completions, max_length: int | None, eos: bool) -> list[dict]:
-    from .finetune import truncate_example, tokenize_example
+    from .finetune import tokenize_example, truncate_example
 
     out = []
     for prompt, completion in zip(prompts, completions, strict=True):
@@ -151,16 +190,26 @@ def _fitted_examples(tokenizer, prompts, completions, max_length: int | None, eo
             cut = truncate_example(ex, max_length, keep_first=tokenizer.bos_token_id)
             if cut is None:
                 n_completion = sum(label != -100 for label in ex["labels"])
-                raise ValueError(f"a completion of {n_completion} tokens does not fit max_length={max_length}: "
-                                 "drop such rows first (qlora_course.finetune.fit_to_length)")
+                raise ValueError(
+                    f"a completion of {n_completion} tokens does not fit max_length={max_length}: "
+                    "drop such rows first (qlora_course.finetune.fit_to_length)"
+                )
             ex = cut
         out.append(ex)
     return out
 
 
 @torch.no_grad()
-def completion_nlls(model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16,
-                    eos: bool = True, max_length: int | None = None, logits_budget: int = 2**30) -> list[tuple[float, int]]:
+def completion_nlls(
+    model,
+    tokenizer,
+    prompts: list[str],
+    completions: list[str],
+    batch_size: int = 16,
+    eos: bool = True,
+    max_length: int | None = None,
+    logits_budget: int = 2**30,
+) -> list[tuple[float, int]]:
     """``(summed negative log-likelihood, number of tokens)`` of each completion given its prompt, in order.
 
     ``eos`` counts the end-of-sequence token after the completion. ``max_length`` cuts long prompts from
@@ -176,7 +225,9 @@ def completion_nlls(model, tokenizer, prompts: list[str], completions: list[str]
         raise ValueError("batch_size must be positive")
     examples = _fitted_examples(tokenizer, prompts, completions, max_length, eos)
     device = next(model.parameters()).device
-    vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else len(tokenizer)
+    vocab = (
+        model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else len(tokenizer)
+    )
     was_training = model.training
     model.eval()
     out = []
@@ -184,28 +235,32 @@ def completion_nlls(model, tokenizer, prompts: list[str], completions: list[str]
         with bnb_training_path(model):
             for chunk in _token_batches(examples, batch_size, vocab, logits_budget):
                 batch = {k: v.to(device) for k, v in collate(chunk, tokenizer.pad_token_id).items()}
-                nll, counts = next_token_nll_per_row(model, batch["input_ids"], batch["attention_mask"],
-                                                     batch["labels"])
+                nll, counts = next_token_nll_per_row(
+                    model, batch["input_ids"], batch["attention_mask"], batch["labels"]
+                )
                 out += list(zip(nll.tolist(), counts.tolist(), strict=True))
     finally:
         model.train(was_training)
     return out
 
 
-def completion_loss(model, tokenizer, dataset, batch_size: int = 16, limit: int | None = None,
-                    max_length: int | None = None) -> float:
+def completion_loss(
+    model, tokenizer, dataset, batch_size: int = 16, limit: int | None = None, max_length: int | None = None
+) -> float:
     """Mean cross-entropy per completion token (EOS included) of ``dataset``'s ``completion`` given its
     ``prompt``: the held-out measure for data sets where exact match means nothing (open-ended chat).
     ``max_length`` cuts long prompts from the left (as in training); the completion is always kept whole."""
     n = _limit(dataset, limit)
     rows = dataset.select(range(n))
-    pairs = completion_nlls(model, tokenizer, list(rows["prompt"]), list(rows["completion"]), batch_size,
-                            max_length=max_length)
+    pairs = completion_nlls(
+        model, tokenizer, list(rows["prompt"]), list(rows["completion"]), batch_size, max_length=max_length
+    )
     return sum(v for v, _ in pairs) / sum(c for _, c in pairs)
 
 
-def choice_accuracy(model, tokenizer, dataset, choices: list[str] | None = None, limit: int | None = None,
-                    batch_size: int = 32) -> EvalResult:
+def choice_accuracy(
+    model, tokenizer, dataset, choices: list[str] | None = None, limit: int | None = None, batch_size: int = 32
+) -> EvalResult:
     """Multiple choice by likelihood: for each row, the ``choices`` (default: the distinct completions of
     ``dataset``) whose tokens are most likely after the prompt (summed log-probability, no EOS) is the
     prediction. A baseline for a model that has never seen the answer format: it cannot answer, but it
@@ -216,11 +271,17 @@ def choice_accuracy(model, tokenizer, dataset, choices: list[str] | None = None,
         raise ValueError(f"need at least two choices, got {choices}")
     prompts = list(dataset["prompt"][:n])
     refs = [c.strip() for c in dataset["completion"][:n]]
-    flat = completion_nlls(model, tokenizer, [p for p in prompts for _ in choices], [c for _ in prompts for c in choices],
-                           batch_size, eos=False)
+    flat = completion_nlls(
+        model,
+        tokenizer,
+        [p for p in prompts for _ in choices],
+        [c for _ in prompts for c in choices],
+        batch_size,
+        eos=False,
+    )
     preds = []
     for i in range(n):
-        scores = [nll for nll, _ in flat[i * len(choices):(i + 1) * len(choices)]]
+        scores = [nll for nll, _ in flat[i * len(choices) : (i + 1) * len(choices)]]
         preds.append(choices[scores.index(min(scores))].strip())
     return EvalResult(sum(p == r for p, r in zip(preds, refs, strict=True)) / n, preds, refs, prompts)
 
@@ -233,3 +294,25 @@ def majority_accuracy(train, test) -> tuple[str, float]:
         raise ValueError("both data sets need rows")
     answer = Counter(c.strip() for c in train["completion"]).most_common(1)[0][0]
     return answer, sum(c.strip() == answer for c in test["completion"]) / len(test)
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progress: bool = True) -> float:
+    """exp(mean next-token loss) over ``texts``, each scored on its own with ``<s> text </s>``.
+
+    Every token after ``<s>`` (the EOS included) counts once; padding does not.
+    """
+    if not texts:
+        raise ValueError("perplexity needs at least one text")
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with bnb_training_path(model):  # see there: keeps a 4-bit model trainable afterwards
+        for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress, leave=False):
+            batch = [t + tokenizer.eos_token for t in texts[start : start + batch_size]]
+            enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)  # padding does not count
+            nll, n_tokens = summed_next_token_nll(model, enc["input_ids"], enc["attention_mask"], labels)
+            total += nll
+            count += n_tokens
+    return math.exp(total / count)

@@ -17,8 +17,17 @@ import random
 
 import torch
 
-__all__ = ["IGNORE_INDEX", "tokenize_example", "truncate_example", "fit_to_length", "collate", "warmup_cosine",
-           "train_sft", "cast_trainable", "training_precision"]
+__all__ = [
+    "IGNORE_INDEX",
+    "tokenize_example",
+    "truncate_example",
+    "fit_to_length",
+    "collate",
+    "warmup_cosine",
+    "train_sft",
+    "cast_trainable",
+    "training_precision",
+]
 
 IGNORE_INDEX = -100  # the label cross_entropy skips
 
@@ -47,7 +56,7 @@ def truncate_example(example: dict, max_length: int, keep_first: int | None = No
     ids, labels = example["input_ids"], example["labels"]
     if len(ids) <= max_length:
         return example
-    n_prompt = next((i for i, l in enumerate(labels) if l != IGNORE_INDEX), len(labels))
+    n_prompt = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
     head = 1 if keep_first is not None and ids[:1] == [keep_first] else 0
     if len(ids) - n_prompt + head + 1 > max_length:
         return None
@@ -121,8 +130,10 @@ def collate(examples: list[dict], pad_token_id: int) -> dict:
         raise ValueError("nothing to collate: the list of examples is empty")
     for i, e in enumerate(examples):
         if len(e["labels"]) != len(e["input_ids"]):
-            raise ValueError(f"example {i} has {len(e['input_ids'])} input ids but {len(e['labels'])} labels: "
-                             "there must be one label per token")
+            raise ValueError(
+                f"example {i} has {len(e['input_ids'])} input ids but {len(e['labels'])} labels: "
+                "there must be one label per token"
+            )
     n = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), n), pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), n), IGNORE_INDEX, dtype=torch.long)
@@ -148,8 +159,18 @@ def warmup_cosine(step: int, steps: int, warmup: int) -> float:
     return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
-def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16, lr: float = 1e-3,
-              warmup: int = 10, seed: int = 0, progress: bool = True, optimizer=None) -> list[float]:
+def train_sft(
+    model,
+    tokenizer,
+    dataset,
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    warmup: int = 10,
+    seed: int = 0,
+    progress: bool = True,
+    optimizer=None,
+) -> list[float]:
     """Fine-tune the parameters of ``model`` that require grad on ``dataset`` (``prompt``/``completion``
     columns) for ``steps`` AdamW steps; returns the loss of every step.
 
@@ -165,7 +186,9 @@ def train_sft(model, tokenizer, dataset, steps: int = 200, batch_size: int = 16,
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no parameter requires grad: nothing to train (did you add adapters?)")
-    examples = [tokenize_example(tokenizer, p, c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)]
+    examples = [
+        tokenize_example(tokenizer, p, c) for p, c in zip(dataset["prompt"], dataset["completion"], strict=True)
+    ]
     rng = random.Random(seed)
     order: list[int] = []
     device = next(model.parameters()).device
@@ -211,4 +234,3 @@ def training_precision(method: str, compute_dtype) -> dict:
         raise ValueError(f"compute_dtype must be float32, float16 or bfloat16, got {compute_dtype}")
     load = torch.float32 if (method == "full" and compute_dtype == torch.float16) else compute_dtype
     return {"load_dtype": load, "fp16": compute_dtype == torch.float16, "bf16": compute_dtype == torch.bfloat16}
-

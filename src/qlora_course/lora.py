@@ -25,18 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .llama import check_targets, llama_linear_shapes, target_list
+
 __all__ = [
     "LoRALinear",
     "add_lora",
-    "target_list",
     "lora_state_dict",
     "load_lora_state_dict",
     "count_parameters",
     "lora_param_count",
-    "llama_linear_shapes",
-    "llama_param_counts",
     "lora_trainable_params",
-    "TARGET_SETS",
 ]
 
 
@@ -100,8 +98,10 @@ class LoRALinear(nn.Module):
         if use_dora:
             zero_rows = (base.weight.detach() == 0).all(dim=1).nonzero().flatten().tolist()
             if zero_rows:
-                raise ValueError(f"DoRA divides each output row by its norm, and row(s) {zero_rows[:8]} of the "
-                                 "weight are all zero; use plain LoRA for this layer")
+                raise ValueError(
+                    f"DoRA divides each output row by its norm, and row(s) {zero_rows[:8]} of the "
+                    "weight are all zero; use plain LoRA for this layer"
+                )
             # m starts at the row norms of W0 + s*B*A (= ||W0|| since B = 0): the layer starts unchanged.
             self.magnitude = nn.Parameter(self._weight_norm().detach().clone())
 
@@ -203,18 +203,6 @@ class LoRALinear(nn.Module):
         return f"{kind}: in={self.in_features}, out={self.out_features}, r={self.r}, {scale}, merged={self.merged}"
 
 
-def target_list(target_modules: Iterable[str]) -> list[str]:
-    """``target_modules`` as a list of layer names; a single string is refused (``list("q_proj")`` would
-    be its letters)."""
-    if isinstance(target_modules, str):
-        raise TypeError(f"target_modules must be a list of names, e.g. [{target_modules!r}], not a string: "
-                        "a string would be read letter by letter")
-    targets = list(target_modules)
-    if not targets or not all(isinstance(t, str) and t for t in targets):
-        raise ValueError(f"target_modules must be non-empty layer names, got {targets!r}")
-    return targets
-
-
 def add_lora(
     model: nn.Module,
     target_modules: Iterable[str],
@@ -289,54 +277,9 @@ def lora_param_count(d_in: int, d_out: int, r: int) -> int:
     return r * (d_in + d_out)
 
 
-#: Target sets for Llama-style models, by the names transformers gives the linear layers.
-TARGET_SETS: dict[str, list[str]] = {
-    "q,v": ["q_proj", "v_proj"],
-    "all attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "all linear": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-}
-
-
-def llama_linear_shapes(config) -> dict[str, tuple[int, int]]:
-    """``name -> (in, out)`` for the linear layers of one Llama decoder layer, from a ``LlamaConfig``.
-
-    Grouped-query attention is respected: k and v project to ``num_key_value_heads * head_dim``.
-    """
-    h = config.hidden_size
-    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
-    q_out = config.num_attention_heads * head_dim
-    kv_out = config.num_key_value_heads * head_dim
-    i = config.intermediate_size
-    return {
-        "q_proj": (h, q_out),
-        "k_proj": (h, kv_out),
-        "v_proj": (h, kv_out),
-        "o_proj": (q_out, h),
-        "gate_proj": (h, i),
-        "up_proj": (h, i),
-        "down_proj": (i, h),
-    }
-
-
-def llama_param_counts(config) -> dict[str, int]:
-    """Parameter counts of a Llama from a ``LlamaConfig``: ``{"linear", "embeddings", "norms", "total"}``.
-
-    ``linear``: the decoder layers' projections; ``embeddings``: input embedding and ``lm_head`` (one
-    matrix if ``tie_word_embeddings``); ``norms``: two RMSNorm weights per layer and the final one.
-    """
-    linear = config.num_hidden_layers * sum(i * o for i, o in llama_linear_shapes(config).values())
-    h, v = config.hidden_size, config.vocab_size
-    embeddings = v * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)
-    norms = h * (2 * config.num_hidden_layers + 1)
-    return {"linear": linear, "embeddings": embeddings, "norms": norms, "total": linear + embeddings + norms}
-
-
 def lora_trainable_params(config, r: int, target_modules: Iterable[str]) -> int:
     """Trainable LoRA parameters for a whole Llama model: layers x sum over targets of ``r (in + out)``."""
     shapes = llama_linear_shapes(config)
-    targets = target_list(target_modules)
-    unknown = [t for t in targets if t not in shapes]
-    if unknown:
-        raise ValueError(f"unknown Llama linear layer(s) {unknown}; choose from {list(shapes)}")
+    targets = check_targets(config, target_modules)
     per_layer = sum(lora_param_count(*shapes[t], r) for t in targets)
     return config.num_hidden_layers * per_layer

@@ -35,8 +35,7 @@ def _check_rank(r: int, W: torch.Tensor) -> None:
     max_rank = min(W.shape)
     if not 1 <= r <= max_rank:
         raise ValueError(
-            f"rank r must be between 1 and min(out, in) = {max_rank} for a matrix of shape "
-            f"{tuple(W.shape)}, got r={r}"
+            f"rank r must be between 1 and min(out, in) = {max_rank} for a matrix of shape {tuple(W.shape)}, got r={r}"
         )
 
 

@@ -14,8 +14,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["COURSE_MODEL_DIR", "course_model_path", "course_model_config", "build_tokenizer",
-           "weight_normality", "weight_normality_report", "perplexity", "checkpoint_files", "checkpoint_bytes"]
+__all__ = [
+    "COURSE_MODEL_DIR",
+    "course_model_path",
+    "course_model_config",
+    "build_tokenizer",
+    "weight_normality",
+    "weight_normality_report",
+    "checkpoint_files",
+    "checkpoint_bytes",
+    "pick_device_and_dtype",
+]
 
 COURSE_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "course-llama"
 
@@ -27,7 +36,8 @@ def course_model_path() -> Path:
     if not (COURSE_MODEL_DIR / "model.safetensors").exists():
         raise FileNotFoundError(
             f"The course model is missing from {COURSE_MODEL_DIR}. Reinstall the package "
-            "(pip install qlora-course) or re-train it with `python tools/pretrain_course_model.py`.")
+            "(pip install qlora-course) or re-train it with `python tools/pretrain_course_model.py`."
+        )
     return COURSE_MODEL_DIR
 
 
@@ -41,10 +51,20 @@ def course_model_config(vocab_size: int, **overrides):
     """
     from transformers import LlamaConfig
 
-    kw = dict(vocab_size=vocab_size, hidden_size=256, intermediate_size=704, num_hidden_layers=8,
-              num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512,
-              rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=0, eos_token_id=1,
-              pad_token_id=2)
+    kw = dict(
+        vocab_size=vocab_size,
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+    )
     kw.update(overrides)
     return LlamaConfig(**kw)
 
@@ -63,11 +83,17 @@ def build_tokenizer(texts, vocab_size: int = 1024):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=2,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **SPECIAL_TOKENS)
 
 
@@ -88,9 +114,13 @@ def weight_normality(w: torch.Tensor) -> dict:
     cdf = 0.5 * (1 + torch.erf(zs / math.sqrt(2)))
     i = torch.arange(1, n + 1, dtype=torch.float64)
     ks = torch.maximum(i / n - cdf, cdf - (i - 1) / n).max()
-    return {"std": x.std().item(), "excess_kurtosis": (z**4).mean().item() - 3.0,
-            "max_abs_z": z.abs().max().item(), "share_beyond_4std": (z.abs() > 4).double().mean().item(),
-            "ks_distance": ks.item()}
+    return {
+        "std": x.std().item(),
+        "excess_kurtosis": (z**4).mean().item() - 3.0,
+        "max_abs_z": z.abs().max().item(),
+        "share_beyond_4std": (z.abs() > 4).double().mean().item(),
+        "ks_distance": ks.item(),
+    }
 
 
 def weight_normality_report(model: nn.Module) -> list[dict]:
@@ -104,32 +134,6 @@ def weight_normality_report(model: nn.Module) -> list[dict]:
     return rows
 
 
-@torch.no_grad()
-def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progress: bool = True) -> float:
-    """exp(mean next-token loss) over ``texts``, each scored on its own with ``<s> text </s>``.
-
-    Every token after ``<s>`` (the EOS included) counts once; padding does not.
-    """
-    from tqdm.auto import tqdm
-
-    if not texts:
-        raise ValueError("perplexity needs at least one text")
-    from .evaluation import bnb_training_path, summed_next_token_nll
-
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    with bnb_training_path(model):  # see there: keeps a 4-bit model trainable afterwards
-        for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress, leave=False):
-            batch = [t + tokenizer.eos_token for t in texts[start:start + batch_size]]
-            enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
-            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)  # padding does not count
-            nll, n_tokens = summed_next_token_nll(model, enc["input_ids"], enc["attention_mask"], labels)
-            total += nll
-            count += n_tokens
-    return math.exp(total / count)
-
-
 def _checkpoint_folder(model: str | Path) -> Path:
     folder = Path(model).expanduser()
     if folder.is_dir():
@@ -138,8 +142,10 @@ def _checkpoint_folder(model: str | Path) -> Path:
 
     config = try_to_load_from_cache(str(model), "config.json")
     if not isinstance(config, str):
-        raise FileNotFoundError(f"{model!r} is neither a local folder nor a model in the Hugging Face cache "
-                                "(load it once with from_pretrained)")
+        raise FileNotFoundError(
+            f"{model!r} is neither a local folder nor a model in the Hugging Face cache "
+            "(load it once with from_pretrained)"
+        )
     return Path(config).parent
 
 
@@ -158,8 +164,10 @@ def checkpoint_files(model: str | Path) -> list[Path]:
     bins = sorted(f for f in folder.glob("*.bin") if f.name.startswith(("pytorch_model", "model")))
     if bins:
         return bins
-    raise FileNotFoundError(f"no weight files (*.safetensors or pytorch_model*.bin) in {folder}: "
-                            f"it holds {sorted(f.name for f in folder.iterdir())}")
+    raise FileNotFoundError(
+        f"no weight files (*.safetensors or pytorch_model*.bin) in {folder}: "
+        f"it holds {sorted(f.name for f in folder.iterdir())}"
+    )
 
 
 def checkpoint_bytes(model: str | Path) -> int:
@@ -167,3 +175,14 @@ def checkpoint_bytes(model: str | Path) -> int:
     Hugging Face cache links snapshot files to blobs."""
     return sum(f.stat().st_size for f in checkpoint_files(model))
 
+
+def pick_device_and_dtype() -> tuple[str, torch.dtype]:
+    """``("cuda", bfloat16)`` on Ampere or newer, ``("cuda", float16)`` on a T4, else ``("cpu", float32)``.
+
+    ``is_bf16_supported(including_emulation=False)`` is used because a T4 emulates bfloat16 slowly and
+    the plain call answers True there.
+    """
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        return "cuda", torch.bfloat16 if bf16 else torch.float16
+    return "cpu", torch.float32

@@ -24,10 +24,27 @@ import math
 
 import torch
 
-__all__ = ["VALID_BLOCKSIZES", "CODES", "nf4_code", "fp4_code", "int4_code", "check_blocksize",
-           "quantize_blockwise_4bit", "dequantize_blockwise_4bit", "quantize_nf4", "dequantize_nf4", "pack_4bit",
-           "unpack_4bit", "round_trip", "quantization_error", "code_usage", "entropy_bits", "bits_per_parameter",
-           "NF4Linear", "quantize_model_weights"]
+__all__ = [
+    "VALID_BLOCKSIZES",
+    "CODES",
+    "nf4_code",
+    "fp4_code",
+    "int4_code",
+    "check_blocksize",
+    "quantize_blockwise_4bit",
+    "dequantize_blockwise_4bit",
+    "quantize_nf4",
+    "dequantize_nf4",
+    "pack_4bit",
+    "unpack_4bit",
+    "round_trip",
+    "quantization_error",
+    "code_usage",
+    "entropy_bits",
+    "bits_per_parameter",
+    "NF4Linear",
+    "quantize_model_weights",
+]
 
 VALID_BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 NF4_OFFSET = 0.9677083  # the outermost quantile probability, (1 - 1/(2*15) + 1 - 1/(2*16)) / 2
@@ -42,9 +59,9 @@ def nf4_code() -> torch.Tensor:
     divided by the largest, so the ends are exactly -1 and 1. The probabilities are float32 (as
     ``torch.linspace`` makes them in bitsandbytes), the quantiles float64, the result float32.
     """
-    p_pos = torch.linspace(NF4_OFFSET, 0.5, 9)[:-1].double()   # float32 grid, as bnb builds it
+    p_pos = torch.linspace(NF4_OFFSET, 0.5, 9)[:-1].double()  # float32 grid, as bnb builds it
     p_neg = torch.linspace(NF4_OFFSET, 0.5, 8)[:-1].double()
-    pos = torch.special.ndtri(p_pos)                             # the normal quantile function
+    pos = torch.special.ndtri(p_pos)  # the normal quantile function
     neg = -torch.special.ndtri(p_neg)
     values = torch.cat([pos, torch.zeros(1, dtype=torch.float64), neg]).float().sort().values
     return values / values.max()
@@ -70,8 +87,10 @@ def int4_code() -> torch.Tensor:
 def check_blocksize(blocksize: int) -> None:
     """Raise ``ValueError`` unless ``blocksize`` is one of 32, 64, ..., 4096 (what bitsandbytes accepts)."""
     if not isinstance(blocksize, int) or blocksize not in VALID_BLOCKSIZES:
-        raise ValueError(f"blocksize must be a power of two from 32 to 4096 ({', '.join(map(str, VALID_BLOCKSIZES))}),"
-                         f" got {blocksize!r}")
+        raise ValueError(
+            f"blocksize must be a power of two from 32 to 4096 ({', '.join(map(str, VALID_BLOCKSIZES))}),"
+            f" got {blocksize!r}"
+        )
 
 
 def _check_input(x: torch.Tensor) -> None:
@@ -85,7 +104,9 @@ def _check_input(x: torch.Tensor) -> None:
 
 def _check_code(code) -> None:
     if not isinstance(code, torch.Tensor) or not code.is_floating_point():
-        raise TypeError(f"code must be a float tensor of values in [-1, 1], got {getattr(code, 'dtype', type(code).__name__)}")
+        raise TypeError(
+            f"code must be a float tensor of values in [-1, 1], got {getattr(code, 'dtype', type(code).__name__)}"
+        )
     if code.ndim != 1 or not 1 <= code.numel() <= 16:
         raise ValueError(f"a 4-bit code is a flat tensor of 1 to 16 values, got shape {tuple(code.shape)}")
     if not torch.isfinite(code).all() or code.abs().max() > 1:
@@ -121,7 +142,9 @@ def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
     return idx[:n]
 
 
-def quantize_blockwise_4bit(x: torch.Tensor, code: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_blockwise_4bit(
+    x: torch.Tensor, code: torch.Tensor, blocksize: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantize ``x`` (any shape, float32/16, bfloat16) with a 16-value (or fewer) ``code`` in [-1, 1].
 
     Returns ``(packed, absmax)``: ``packed`` uint8 of shape ``(ceil(n / 2), 1)`` holding the indices
@@ -142,8 +165,10 @@ def quantize_blockwise_4bit(x: torch.Tensor, code: torch.Tensor, blocksize: int 
         scaled = torch.cat([scaled, (flat[full:] / tail_max).clamp(-1, 1)])
     if not torch.isfinite(absmax).all():  # a NaN or infinity anywhere makes its block's absmax one too
         bad = (~torch.isfinite(flat)).sum().item()
-        raise ValueError(f"cannot quantize non-finite values: {bad} NaN or infinite entries; "
-                         "a single one would make its block's absmax NaN or infinite")
+        raise ValueError(
+            f"cannot quantize non-finite values: {bad} NaN or infinite entries; "
+            "a single one would make its block's absmax NaN or infinite"
+        )
     if n % 2:
         scaled = torch.cat([scaled, scaled.new_zeros(1)])
     # nearest code value: sort the code, compare with the midpoints between neighbours
@@ -155,8 +180,14 @@ def quantize_blockwise_4bit(x: torch.Tensor, code: torch.Tensor, blocksize: int 
     return pack_4bit(nearest), absmax
 
 
-def dequantize_blockwise_4bit(packed: torch.Tensor, absmax: torch.Tensor, shape, code: torch.Tensor,
-                              blocksize: int = 64, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize_blockwise_4bit(
+    packed: torch.Tensor,
+    absmax: torch.Tensor,
+    shape,
+    code: torch.Tensor,
+    blocksize: int = 64,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Undo :func:`quantize_blockwise_4bit`: ``code[index] * absmax`` of its block, in float32, then
     cast to ``dtype``; returns a tensor of ``shape``."""
     check_blocksize(blocksize)
@@ -169,12 +200,15 @@ def dequantize_blockwise_4bit(packed: torch.Tensor, absmax: torch.Tensor, shape,
     if packed.dtype != torch.uint8:
         raise ValueError(f"packed must be uint8, got {packed.dtype}")
     if packed.numel() != (n + 1) // 2:
-        raise ValueError(f"packed has {packed.numel()} bytes but shape {tuple(shape)} needs {(n + 1) // 2} "
-                         f"(two 4-bit values per byte)")
+        raise ValueError(
+            f"packed has {packed.numel()} bytes but shape {tuple(shape)} needs {(n + 1) // 2} "
+            f"(two 4-bit values per byte)"
+        )
     n_blocks = -(-n // blocksize)
     if absmax.numel() != n_blocks:
-        raise ValueError(f"absmax has {absmax.numel()} values but {n} elements in blocks of {blocksize} "
-                         f"need {n_blocks}")
+        raise ValueError(
+            f"absmax has {absmax.numel()} values but {n} elements in blocks of {blocksize} need {n_blocks}"
+        )
     values = code.float()[unpack_4bit(packed, n)]
     scale = absmax.float().repeat_interleave(blocksize)[:n]
     return (values * scale).reshape(shape).to(dtype)
@@ -189,8 +223,9 @@ def quantize_nf4(x: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, to
     return quantize_blockwise_4bit(x, nf4_code(), blocksize)
 
 
-def dequantize_nf4(packed: torch.Tensor, absmax: torch.Tensor, shape, blocksize: int = 64,
-                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize_nf4(
+    packed: torch.Tensor, absmax: torch.Tensor, shape, blocksize: int = 64, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Undo :func:`quantize_nf4`; equal to ``bitsandbytes.functional.dequantize_4bit`` bit for bit."""
     return dequantize_blockwise_4bit(packed, absmax, shape, nf4_code(), blocksize, dtype)
 
@@ -253,8 +288,13 @@ class NF4Linear(torch.nn.Module):
     takes a fused bfloat16 path instead).
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, blocksize: int = 64,
-                 compute_dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        blocksize: int = 64,
+        compute_dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         _check_float_dtype(compute_dtype, "compute_dtype")
         if weight.ndim != 2:
@@ -272,8 +312,9 @@ class NF4Linear(torch.nn.Module):
 
     def dequantized_weight(self) -> torch.Tensor:
         """The weight as the layer computes with it: ``(out_features, in_features)`` in ``compute_dtype``."""
-        return dequantize_nf4(self.packed, self.absmax, (self.out_features, self.in_features), self.blocksize,
-                              self.compute_dtype)
+        return dequantize_nf4(
+            self.packed, self.absmax, (self.out_features, self.in_features), self.blocksize, self.compute_dtype
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:

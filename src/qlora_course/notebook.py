@@ -11,8 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["NotebookEnv", "seed_everything", "pick_device_and_dtype", "package_versions", "setup_notebook",
-           "static_widgets", "interactive", "usable_cpus", "set_threads"]
+__all__ = [
+    "NotebookEnv",
+    "seed_everything",
+    "package_versions",
+    "setup_notebook",
+    "static_widgets",
+    "interactive",
+    "usable_cpus",
+    "set_threads",
+]
 
 DEFAULT_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "trl", "qlora-course")
 
@@ -37,18 +45,6 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device_and_dtype() -> tuple[str, torch.dtype]:
-    """``("cuda", bfloat16)`` on Ampere or newer, ``("cuda", float16)`` on a T4, else ``("cpu", float32)``.
-
-    ``is_bf16_supported(including_emulation=False)`` is used because a T4 emulates bfloat16 slowly and
-    the plain call answers True there.
-    """
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-        return "cuda", torch.bfloat16 if bf16 else torch.float16
-    return "cpu", torch.float32
-
-
 def package_versions(packages: tuple[str, ...] = DEFAULT_PACKAGES) -> dict[str, str]:
     """Installed version of each distribution, or ``"not installed"``."""
     out = {}
@@ -60,22 +56,31 @@ def package_versions(packages: tuple[str, ...] = DEFAULT_PACKAGES) -> dict[str, 
     return out
 
 
-def setup_notebook(seed: int = 0, profile: str = "course-tiny", packages: tuple[str, ...] = DEFAULT_PACKAGES) -> NotebookEnv:
+def setup_notebook(
+    seed: int = 0, profile: str = "course-tiny", packages: tuple[str, ...] = DEFAULT_PACKAGES
+) -> NotebookEnv:
     """Seed everything, pick device and dtype, and print one line each for versions and choices."""
     import sys
 
     seed_everything(seed)
     threads = set_threads()
+    from .models import pick_device_and_dtype
+
     device, dtype = pick_device_and_dtype()
     in_colab = "google.colab" in sys.modules
     if in_colab:
         _colab_widgets()
     versions = ", ".join(f"{k} {v}" for k, v in package_versions(packages).items())
     print(f"Python {platform.python_version()}; {versions}")
-    where = (torch.cuda.get_device_name(0) if device == "cuda"
-             else f"CPU, {threads} torch thread{'s' if threads > 1 else ''} of {os.cpu_count()} cores")
-    print(f"device: {device} [{where}], compute dtype: {str(dtype).removeprefix('torch.')}, "
-          f"seed: {seed}, profile: {profile}{' (Colab)' if in_colab else ''}")
+    where = (
+        torch.cuda.get_device_name(0)
+        if device == "cuda"
+        else f"CPU, {threads} torch thread{'s' if threads > 1 else ''} of {os.cpu_count()} cores"
+    )
+    print(
+        f"device: {device} [{where}], compute dtype: {str(dtype).removeprefix('torch.')}, "
+        f"seed: {seed}, profile: {profile}{' (Colab)' if in_colab else ''}"
+    )
     return NotebookEnv(device=device, dtype=dtype, profile=profile, seed=seed, in_colab=in_colab)
 
 
@@ -91,8 +96,10 @@ def _colab_widgets() -> None:
 
         output.enable_custom_widget_manager()
     except (ImportError, AttributeError) as err:  # an older or newer Colab without this switch
-        print(f"Could not switch on Colab's widget manager ({err}); if sliders do not appear, run "
-              "os.environ['QLORA_COURSE_STATIC_WIDGETS'] = '1' to get static figures instead.")
+        print(
+            f"Could not switch on Colab's widget manager ({err}); if sliders do not appear, run "
+            "os.environ['QLORA_COURSE_STATIC_WIDGETS'] = '1' to get static figures instead."
+        )
 
 
 def static_widgets() -> bool:
@@ -105,6 +112,7 @@ def interactive(**controls):
     """Decorator like ``ipywidgets.interact``: the function's figure follows the ``controls`` (ipywidgets
     controls, one per keyword argument). With :func:`static_widgets` it is drawn once at the controls'
     starting values, with a note, so that the cell never shows blank space."""
+
     def decorate(fn):
         if static_widgets():
             values = {name: control.value for name, control in controls.items()}
@@ -163,4 +171,3 @@ def set_threads(n: int | None = None) -> int:
         raise ValueError(f"the thread count must be a positive int, got {n!r}")
     torch.set_num_threads(n)
     return n
-

@@ -22,9 +22,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-__all__ = ["Profile", "PROFILES", "HubUnavailableError", "resolve_profile", "check_hub_access",
-           "load_model_and_tokenizer", "load_task_data", "guanaco_to_prompt_completion", "TRAINING",
-           "training_settings", "set_pad_token", "match_vocabulary", "HUB_SHAPES", "profile_config"]
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "HubUnavailableError",
+    "resolve_profile",
+    "check_hub_access",
+    "load_model_and_tokenizer",
+    "load_task_data",
+    "guanaco_to_prompt_completion",
+    "TRAINING",
+    "training_settings",
+    "set_pad_token",
+    "match_vocabulary",
+    "HUB_SHAPES",
+    "profile_config",
+]
 
 DEFAULT_PROFILE = "course-tiny"
 COURSE_MODEL = "course-llama"  # stands for the packaged model folder
@@ -59,14 +72,28 @@ class Profile:
 
 
 PROFILES = {
-    "course-tiny": Profile("course-tiny", COURSE_MODEL, None, False,
-                           "the course's own 6M-parameter Llama and generated task data: offline, CPU"),
-    "colab-t4": Profile("colab-t4", "TinyLlama/TinyLlama_v1.1", "timdettmers/openassistant-guanaco", True,
-                        "TinyLlama 1.1B (Llama architecture, Apache-2.0) and the QLoRA paper's OASST1 "
-                        "subset: a free Colab T4, float16 compute"),
-    "gpu-8b": Profile("gpu-8b", "unsloth/Meta-Llama-3.1-8B", "timdettmers/openassistant-guanaco", True,
-                      "Llama 3.1 8B (an ungated copy of Meta's weights) and the OASST1 subset: a 24 GB+ GPU, "
-                      "bfloat16 compute"),
+    "course-tiny": Profile(
+        "course-tiny",
+        COURSE_MODEL,
+        None,
+        False,
+        "the course's own 6M-parameter Llama and generated task data: offline, CPU",
+    ),
+    "colab-t4": Profile(
+        "colab-t4",
+        "TinyLlama/TinyLlama_v1.1",
+        "timdettmers/openassistant-guanaco",
+        True,
+        "TinyLlama 1.1B (Llama architecture, Apache-2.0) and the QLoRA paper's OASST1 "
+        "subset: a free Colab T4, float16 compute",
+    ),
+    "gpu-8b": Profile(
+        "gpu-8b",
+        "unsloth/Meta-Llama-3.1-8B",
+        "timdettmers/openassistant-guanaco",
+        True,
+        "Llama 3.1 8B (an ungated copy of Meta's weights) and the OASST1 subset: a 24 GB+ GPU, bfloat16 compute",
+    ),
 }
 
 
@@ -80,19 +107,52 @@ PROFILES = {
 # ``gradient_checkpointing``: a course-model step (about 0.3 GB at batch 16) fits any CPU's memory, so
 # it trains without (faster); the hub profiles need it to fit.
 TRAINING = {
-    "course-tiny": dict(r=16, lora_alpha=32, lora_dropout=0.05, learning_rate=2e-3, full_learning_rate=2e-4,
-                        max_steps=80, batch_size=16, grad_accum=1, max_length=128, eval_limit=200,
-                        seeds=1, gradient_checkpointing=False),
-    "colab-t4": dict(r=64, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4, full_learning_rate=2e-5,
-                     max_steps=100, batch_size=4, grad_accum=4, max_length=512, eval_limit=50,
-                     seeds=1, gradient_checkpointing=True),
-    "gpu-8b": dict(r=64, lora_alpha=16, lora_dropout=0.1, learning_rate=2e-4, full_learning_rate=1e-5,
-                   max_steps=200, batch_size=4, grad_accum=4, max_length=1024, eval_limit=100,
-                   seeds=1, gradient_checkpointing=True),
+    "course-tiny": dict(
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        learning_rate=2e-3,
+        full_learning_rate=2e-4,
+        max_steps=80,
+        batch_size=16,
+        grad_accum=1,
+        max_length=128,
+        eval_limit=200,
+        seeds=1,
+        gradient_checkpointing=False,
+    ),
+    "colab-t4": dict(
+        r=64,
+        lora_alpha=16,
+        lora_dropout=0.1,
+        learning_rate=2e-4,
+        full_learning_rate=2e-5,
+        max_steps=100,
+        batch_size=4,
+        grad_accum=4,
+        max_length=512,
+        eval_limit=50,
+        seeds=1,
+        gradient_checkpointing=True,
+    ),
+    "gpu-8b": dict(
+        r=64,
+        lora_alpha=16,
+        lora_dropout=0.1,
+        learning_rate=2e-4,
+        full_learning_rate=1e-5,
+        max_steps=200,
+        batch_size=4,
+        grad_accum=4,
+        max_length=1024,
+        eval_limit=100,
+        seeds=1,
+        gradient_checkpointing=True,
+    ),
 }
 
 
-def training_settings(profile: "Profile | str | None" = None, overrides: dict | str | None = None) -> dict:
+def training_settings(profile: Profile | str | None = None, overrides: dict | str | None = None) -> dict:
     """Lesson 5's fine-tuning settings for a profile (any other model with chat data, or on a GPU, gets
     ``colab-t4``'s; with the course task, ``course-tiny``'s).
 
@@ -102,14 +162,22 @@ def training_settings(profile: "Profile | str | None" = None, overrides: dict | 
     import json
 
     profile = profile if isinstance(profile, Profile) else resolve_profile(profile)
-    settings = dict(TRAINING.get(profile.name, TRAINING["colab-t4"] if profile.needs_gpu or not profile.offline or profile.dataset
-                                 else TRAINING["course-tiny"]))
+    settings = dict(
+        TRAINING.get(
+            profile.name,
+            TRAINING["colab-t4"]
+            if profile.needs_gpu or not profile.offline or profile.dataset
+            else TRAINING["course-tiny"],
+        )
+    )
     overrides = os.environ.get("QLORA_COURSE_SETTINGS", "") if overrides is None else overrides
     if isinstance(overrides, str):
         try:
             overrides = json.loads(overrides) if overrides.strip() else {}
         except json.JSONDecodeError as err:
-            raise ValueError(f"QLORA_COURSE_SETTINGS must be a JSON object, e.g. '{{\"max_steps\": 20}}': {err}") from None
+            raise ValueError(
+                f"QLORA_COURSE_SETTINGS must be a JSON object, e.g. '{{\"max_steps\": 20}}': {err}"
+            ) from None
     if not isinstance(overrides, dict):
         raise ValueError(f"settings overrides must be a dict, got {type(overrides).__name__}")
     unknown = set(overrides) - set(settings)
@@ -121,7 +189,12 @@ def training_settings(profile: "Profile | str | None" = None, overrides: dict | 
                 raise ValueError(f"setting {key!r} must be true or false, got {value!r}")
             settings[key] = value
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and key != "lora_dropout"):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value < 0
+            or (value == 0 and key != "lora_dropout")
+        ):
             raise ValueError(f"setting {key!r} must be a positive number, got {value!r}")
         if isinstance(settings[key], int) and not float(value).is_integer():
             raise ValueError(f"setting {key!r} must be a whole number, got {value!r}")
@@ -132,16 +205,31 @@ def training_settings(profile: "Profile | str | None" = None, overrides: dict | 
 # The architectures of the hub profiles' models, from their published config.json, so that the memory
 # estimator can size them on a machine that cannot download them.
 HUB_SHAPES = {
-    "TinyLlama/TinyLlama_v1.1": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-                                     num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048,
-                                     tie_word_embeddings=False),
-    "unsloth/Meta-Llama-3.1-8B": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336,
-                                      num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                                      max_position_embeddings=131072, rope_theta=500000.0, tie_word_embeddings=False),
+    "TinyLlama/TinyLlama_v1.1": dict(
+        vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+    ),
+    "unsloth/Meta-Llama-3.1-8B": dict(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+    ),
 }
 
 
-def profile_config(profile: "Profile | str | None" = None):
+def profile_config(profile: Profile | str | None = None):
     """The ``LlamaConfig`` of a profile's model: read from its folder or the local cache, else (a hub
     profile on a machine without network) built from :data:`HUB_SHAPES`."""
     from transformers import AutoConfig, LlamaConfig
@@ -164,8 +252,13 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 
 def _is_hub_id(name: str) -> bool:
     """``org/name`` in the hub's spelling, and not a folder on this machine."""
-    return (name != COURSE_MODEL and not Path(name).expanduser().exists() and _HUB_ID.fullmatch(name) is not None
-            and ".." not in name and not name.endswith((".", "-")))
+    return (
+        name != COURSE_MODEL
+        and not Path(name).expanduser().exists()
+        and _HUB_ID.fullmatch(name) is not None
+        and ".." not in name
+        and not name.endswith((".", "-"))
+    )
 
 
 def resolve_profile(name: str | None = None, dataset: str | None = None) -> Profile:
@@ -186,13 +279,17 @@ def resolve_profile(name: str | None = None, dataset: str | None = None) -> Prof
     elif _is_hub_id(name):
         profile = Profile(name, name, None, False, f"hub model {name} with the course task")
     elif name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name:
-        raise ValueError(f"profile {name!r} looks like a folder, but there is no such folder on this machine; "
-                         f"use one of {sorted(PROFILES)}, a hub model id like 'TinyLlama/TinyLlama_v1.1', "
-                         "or the path of a saved model")
+        raise ValueError(
+            f"profile {name!r} looks like a folder, but there is no such folder on this machine; "
+            f"use one of {sorted(PROFILES)}, a hub model id like 'TinyLlama/TinyLlama_v1.1', "
+            "or the path of a saved model"
+        )
     else:
-        raise ValueError(f"unknown profile {name!r}: use one of {sorted(PROFILES)}, a hub model id like "
-                         "'TinyLlama/TinyLlama_v1.1' (organisation/name: letters, digits, '-', '_', '.'), "
-                         "or a local model folder")
+        raise ValueError(
+            f"unknown profile {name!r}: use one of {sorted(PROFILES)}, a hub model id like "
+            "'TinyLlama/TinyLlama_v1.1' (organisation/name: letters, digits, '-', '_', '.'), "
+            "or a local model folder"
+        )
     if dataset is not None:
         profile = replace(profile, dataset=None if dataset == "course" else dataset)
     return profile
@@ -232,7 +329,8 @@ def check_hub_access(repo_id: str, repo_type: str = "model") -> None:
             f"Use the offline default instead: resolve_profile('{DEFAULT_PROFILE}') (or unset "
             f"QLORA_COURSE_PROFILE), which loads the course's own Llama and generated data from the "
             f"installed package. To use {repo_id!r}, run once on a machine with internet access "
-            f"(e.g. Colab) so that it is downloaded and cached.")
+            f"(e.g. Colab) so that it is downloaded and cached."
+        )
 
 
 def _check_gpu(profile: Profile) -> None:
@@ -241,11 +339,13 @@ def _check_gpu(profile: Profile) -> None:
     if profile.needs_gpu and not torch.cuda.is_available():
         raise RuntimeError(
             f"Profile {profile.name!r} needs a CUDA GPU and this machine has none. In Colab choose "
-            f"Runtime > Change runtime type > T4 GPU; on a CPU use the default profile '{DEFAULT_PROFILE}'.")
+            f"Runtime > Change runtime type > T4 GPU; on a CPU use the default profile '{DEFAULT_PROFILE}'."
+        )
 
 
-def load_model_and_tokenizer(profile: Profile | str | None = None, quantization: str | None = None,
-                             compute_dtype=None, device_map=None, **kwargs):
+def load_model_and_tokenizer(
+    profile: Profile | str | None = None, quantization: str | None = None, compute_dtype=None, device_map=None, **kwargs
+):
     """``(model, tokenizer)`` through plain ``from_pretrained``.
 
     ``quantization=None`` loads in ``compute_dtype`` (default: the saved dtype); ``"nf4"`` loads 4-bit
@@ -266,7 +366,7 @@ def load_model_and_tokenizer(profile: Profile | str | None = None, quantization:
     device_map = device_map or {"": "cuda:0" if cuda else "cpu"}
     if quantization == "nf4":
         from .methods import nf4_config
-        from .notebook import pick_device_and_dtype
+        from .models import pick_device_and_dtype
 
         compute_dtype = compute_dtype or pick_device_and_dtype()[1]
         kwargs["quantization_config"] = nf4_config(compute_dtype)
@@ -329,7 +429,7 @@ def guanaco_to_prompt_completion(text: str) -> dict:
     i = text.rfind(cue)
     if i < 0:
         raise ValueError("not a Guanaco conversation: no '### Assistant:' turn")
-    return {"prompt": text[: i + len(cue)], "completion": " " + text[i + len(cue):].strip()}
+    return {"prompt": text[: i + len(cue)], "completion": " " + text[i + len(cue) :].strip()}
 
 
 def load_task_data(profile: Profile | str | None = None, seed: int = 0, **sizes):

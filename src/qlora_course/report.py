@@ -17,8 +17,13 @@ def record(key: str, value: float, unit: str = "", what: str = "", lesson: str |
     """Remember one key figure; returns ``value`` so it can be used inline."""
     path = os.environ.get("QLORA_COURSE_REPORT")
     if path:
-        line = {"lesson": lesson or os.environ.get("QLORA_COURSE_LESSON", ""), "key": key,
-                "value": float(value), "unit": unit, "what": what}
+        line = {
+            "lesson": lesson or os.environ.get("QLORA_COURSE_LESSON", ""),
+            "key": key,
+            "value": float(value),
+            "unit": unit,
+            "what": what,
+        }
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
     return value

@@ -5,6 +5,7 @@
 #   make bench      only the benchmarks (ratios against bitsandbytes, measured side by side)
 #   make lint       ruff: lint and format check of the code, tests, tools and solution notebooks
 #   make format     ruff: fix what can be fixed and format
+#   make drift      fast tests + notebooks in the environments pinned in drift/ (Colab's, the newest)
 #   make course     execute every solution notebook; executed copies and SUMMARY.md in course-output/
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
 #   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files: grades/gradebook.csv + feedback
@@ -15,7 +16,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast bench lint format course notebooks check-notebooks grade slides clean
+.PHONY: setup test test-fast bench lint format drift course notebooks check-notebooks grade slides clean
 
 setup: $(STAMP)
 
@@ -36,6 +37,9 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+drift: $(STAMP)
+	$(BIN)/python tools/drift.py $(DRIFT)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

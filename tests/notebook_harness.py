@@ -71,13 +71,37 @@ from otter.test_files import OKTestFile as _OKTestFile
 def _course_grade(path):
     _tf = _OKTestFile.from_file(path)
     _tf.run(globals())
+    _public = all(r.passed for r in _tf.test_case_results if not r.test_case.hidden)
+    _hidden = all(r.passed for r in _tf.test_case_results if r.test_case.hidden)
     if not _tf.passed_all:
         print(_tf.summary())
-    return _tf.passed_all
+    return _public, _hidden, _tf.score
+"""
+
+# An answer of the wrong kind that claims to equal anything: tests must type-check before comparing.
+ALWAYS_EQUAL = """
+class _AlwaysEqual:
+    def __eq__(self, other): return True
+    def __ne__(self, other): return False
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    def __bool__(self): return True
+    def __getattr__(self, name): return self
+    def __call__(self, *a, **k): return self
+    def __getitem__(self, key): return self
+    def __iter__(self): return iter([self, self, self])
+    def __len__(self): return 3
+    def __abs__(self): return self
+    def __sub__(self, other): return self
+    __rsub__ = __add__ = __radd__ = __mul__ = __rmul__ = __truediv__ = __sub__
+    def __float__(self): return 0.0
+def {name}(*args, **kwargs):
+    return _AlwaysEqual()
 """
 
 
-def grade(run, test_file: Path) -> tuple[bool, str]:
-    """Run one otter test file (public and hidden cases) in the kernel's globals: ``(passed, report)``."""
-    out = run(f"print('GRADE', _course_grade({json.dumps(str(test_file))}))")
-    return "GRADE True" in out, out
+def grade(run, test_file: Path) -> tuple[bool, bool, float, str]:
+    """Run one otter test file in the kernel's globals: ``(public passed, hidden passed, score, report)``."""
+    out = run(f"print('GRADE', *_course_grade({json.dumps(str(test_file))}))")
+    line = next(row for row in out.splitlines() if row.startswith("GRADE "))
+    _, public, hidden, score = line.split()
+    return public == "True", hidden == "True", float(score), out

@@ -7,11 +7,12 @@ kernel, so the suite pays for every notebook only once.
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from conftest import LESSONS, ROOT
-from notebook_harness import GRADE_HELPER, execute_all, grade, kernel, load, questions, stubs
-from wrong_answers import WRONG
+from notebook_harness import ALWAYS_EQUAL, GRADE_HELPER, execute_all, grade, kernel, load, questions, stubs
+from wrong_answers import ALTERNATIVES, CHEATS, WRONG
 
 pytestmark = pytest.mark.notebook
 
@@ -59,6 +60,9 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
     stub_cells = stubs(student)
     assert len(stub_cells) == len(answers) >= 3, f"{lesson}: {len(answers)} questions, {len(stub_cells)} answer cells"
     assert set(WRONG.get(lesson, {})) == set(answers), f"{lesson}: give wrong answers for {sorted(answers)}"
+    assert set(ALTERNATIVES.get(lesson, {})) == set(answers), (
+        f"{lesson}: give other right answers for {sorted(answers)}"
+    )
     tests_dir = assigned / "assign" / lesson / "autograder" / "tests"
 
     problems = []
@@ -76,16 +80,32 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
         run(GRADE_HELPER)
         for (question, answer), stub in zip(sorted(answers.items()), stub_cells, strict=True):
             test_file = tests_dir / f"{question}.py"
+            function = re.search(r"^def (\w+)\(", answer, re.M).group(1)
+            # wrong: the learner's own check says so (public tests fail) and it scores nothing (hidden fail)
             for label, code in [("stub", stub)] + [
                 (f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])
             ]:
                 run(code)
-                if grade(run, test_file)[0]:
-                    problems.append(f"{question}: tests pass on the {label}")
-            run(answer)
-            passed, report = grade(run, test_file)
-            if not passed:
-                problems.append(f"{question}: tests fail on the solution:\n{report[-3000:]}")
+                public, hidden, score, report = grade(run, test_file)
+                if public:
+                    problems.append(f"{question}: the public tests pass on the {label}")
+                if hidden or score > 0:
+                    problems.append(f"{question}: the {label} scores {score}")
+            # cheats: may pass the public checks, must score nothing
+            cheats = CHEATS.get(lesson, {}).get(question, []) + [ALWAYS_EQUAL.replace("{name}", function)]
+            for i, code in enumerate(cheats):
+                run(code)
+                public, hidden, score, report = grade(run, test_file)
+                if hidden or score > 0:
+                    problems.append(f"{question}: cheat {i + 1} scores {score}:\n{code}")
+            # right, written another way or as the solution: passes everything, full points
+            for label, code in [(f"alternative {i + 1}", a) for i, a in enumerate(ALTERNATIVES[lesson][question])] + [
+                ("solution", answer)
+            ]:
+                run(code)
+                public, hidden, score, report = grade(run, test_file)
+                if not (public and hidden):
+                    problems.append(f"{question}: the tests fail on the {label}:\n{report[-3000:]}")
     assert not problems, "\n".join(problems)
 
 

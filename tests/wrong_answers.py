@@ -18,10 +18,30 @@ WRONG = {
             "def lora_forward(x, W, b, A, B, alpha, r):\n    return x @ W.T + b + alpha * r * (x @ A.T) @ B.T\n",
         ],
         "q3": [
+            # dropout on the whole layer: the base output is dropped too
+            "class LoRALayer(nn.Module):\n    def __init__(self, base, r, alpha, dropout=0.0, use_rslora=False):\n        super().__init__()\n        self.base = base.requires_grad_(False)\n        self.lora_A = nn.Linear(base.in_features, r, bias=False)\n        self.lora_B = nn.Linear(r, base.out_features, bias=False)\n        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))\n        nn.init.zeros_(self.lora_B.weight)\n        self.drop = nn.Dropout(dropout)\n        self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r\n        self.merged = False\n    def forward(self, x):\n        x = self.drop(x)\n        out = self.base(x)\n        return out if self.merged else out + self.scaling * self.lora_B(self.lora_A(x))\n    def merge(self):\n        pass\n    def unmerge(self):\n        pass\n",
+            # A set to zero instead of B (B keeps nn.Linear's random init): starts unchanged, but not PEFT's init
+            "class LoRALayer(nn.Module):\n    def __init__(self, base, r, alpha, dropout=0.0, use_rslora=False):\n        super().__init__()\n        self.base = base.requires_grad_(False)\n        self.lora_A = nn.Linear(base.in_features, r, bias=False)\n        self.lora_B = nn.Linear(r, base.out_features, bias=False)\n        nn.init.zeros_(self.lora_A.weight)\n        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()\n        self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r\n        self.merged = False\n    def forward(self, x):\n        out = self.base(x)\n        return out if self.merged else out + self.scaling * self.lora_B(self.lora_A(self.dropout(x)))\n    def merge(self):\n        if not self.merged:\n            with torch.no_grad():\n                self.base.weight += self.scaling * self.lora_B.weight @ self.lora_A.weight\n            self.merged = True\n    def unmerge(self):\n        if self.merged:\n            with torch.no_grad():\n                self.base.weight -= self.scaling * self.lora_B.weight @ self.lora_A.weight\n            self.merged = False\n",
+            # rsLoRA ignored
+            "class LoRALayer(nn.Module):\n    def __init__(self, base, r, alpha, dropout=0.0, use_rslora=False):\n        super().__init__()\n        self.base = base.requires_grad_(False)\n        self.lora_A = nn.Linear(base.in_features, r, bias=False)\n        self.lora_B = nn.Linear(r, base.out_features, bias=False)\n        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))\n        nn.init.zeros_(self.lora_B.weight)\n        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()\n        self.scaling = alpha / r\n        self.merged = False\n    def forward(self, x):\n        out = self.base(x)\n        return out if self.merged else out + self.scaling * self.lora_B(self.lora_A(self.dropout(x)))\n    def merge(self):\n        if not self.merged:\n            with torch.no_grad():\n                self.base.weight += self.scaling * self.lora_B.weight @ self.lora_A.weight\n            self.merged = True\n    def unmerge(self):\n        if self.merged:\n            with torch.no_grad():\n                self.base.weight -= self.scaling * self.lora_B.weight @ self.lora_A.weight\n            self.merged = False\n",
+            # the base left trainable
+            "class LoRALayer(nn.Module):\n    def __init__(self, base, r, alpha, dropout=0.0, use_rslora=False):\n        super().__init__()\n        self.base = base\n        self.lora_A = nn.Linear(base.in_features, r, bias=False)\n        self.lora_B = nn.Linear(r, base.out_features, bias=False)\n        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))\n        nn.init.zeros_(self.lora_B.weight)\n        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()\n        self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r\n        self.merged = False\n    def forward(self, x):\n        out = self.base(x)\n        return out if self.merged else out + self.scaling * self.lora_B(self.lora_A(self.dropout(x)))\n    def merge(self):\n        if not self.merged:\n            with torch.no_grad():\n                self.base.weight += self.scaling * self.lora_B.weight @ self.lora_A.weight\n            self.merged = True\n    def unmerge(self):\n        if self.merged:\n            with torch.no_grad():\n                self.base.weight -= self.scaling * self.lora_B.weight @ self.lora_A.weight\n            self.merged = False\n",
+            # merge() that adds the update every time it is called, and a forward that adds it after merging
+            "class LoRALayer(nn.Module):\n    def __init__(self, base, r, alpha, dropout=0.0, use_rslora=False):\n        super().__init__()\n        self.base = base.requires_grad_(False)\n        self.lora_A = nn.Linear(base.in_features, r, bias=False)\n        self.lora_B = nn.Linear(r, base.out_features, bias=False)\n        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))\n        nn.init.zeros_(self.lora_B.weight)\n        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()\n        self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r\n    def forward(self, x):\n        return self.base(x) + self.scaling * self.lora_B(self.lora_A(self.dropout(x)))\n    def merge(self):\n        with torch.no_grad():\n            self.base.weight += self.scaling * self.lora_B.weight @ self.lora_A.weight\n    def unmerge(self):\n        with torch.no_grad():\n            self.base.weight -= self.scaling * self.lora_B.weight @ self.lora_A.weight\n",
+        ],
+        "q4": [
             "def merged_weight(W, A, B, alpha, r):\n    return W + B @ A\n",
             "def merged_weight(W, A, B, alpha, r):\n    return W + (r / alpha) * (B @ A)\n",
         ],
-        "q4": [
+        "q5": [
+            # the norm over columns (one per input feature) instead of rows
+            "def dora_forward(x, W0, b, A, B, magnitude, scaling):\n    W = W0 + scaling * (B @ A)\n    return x @ (magnitude[:, None] * W / torch.linalg.norm(W, dim=0)).T + b\n",
+            # the norm of W0 alone, not of the updated weight
+            "def dora_forward(x, W0, b, A, B, magnitude, scaling):\n    W = W0 + scaling * (B @ A)\n    return (magnitude / torch.linalg.norm(W0, dim=1)) * (x @ W.T) + b\n",
+            # the bias scaled with the weight
+            "def dora_forward(x, W0, b, A, B, magnitude, scaling):\n    W = W0 + scaling * (B @ A)\n    return (magnitude / torch.linalg.norm(W, dim=1)) * (x @ W.T + b)\n",
+        ],
+        "q6": [
             # right only for square layers
             "def lora_trainable(d_in, d_out, r):\n    return 2 * r * d_in\n",
             "def lora_trainable(d_in, d_out, r):\n    return r * d_in * d_out\n",
@@ -114,5 +134,146 @@ WRONG = {
             # attention only
             "def lora_target_modules(model):\n    return ['k_proj', 'o_proj', 'q_proj', 'v_proj']\n",
         ],
+    },
+}
+
+# The common mistakes a review of the exercises found passing the public tests; the public tests must now
+# catch each of them (so the learner's check says what is wrong before grading does).
+_MORE_WRONG = {
+    "01_lowrank_lora": {
+        "q2": [
+            # the update added without the base layer's bias
+            "def lora_forward(x, W, b, A, B, alpha, r):\n    return x @ W.T + (alpha / r) * (x @ A.T) @ B.T\n",
+        ],
+    },
+    "02_nf4": {
+        "q3": [
+            # rounds up to the next code value instead of to the nearest
+            "def quantize_blocks(x, code, blocksize):\n    blocks = x.float().view(-1, blocksize)\n    a = blocks.abs().amax(dim=1)\n    s = (blocks / a.clamp(min=1e-38)[:, None]).reshape(-1)\n    return torch.bucketize(s, code).clamp(max=15), a\n",
+            # rounds down
+            "def quantize_blocks(x, code, blocksize):\n    blocks = x.float().view(-1, blocksize)\n    a = blocks.abs().amax(dim=1)\n    s = (blocks / a.clamp(min=1e-38)[:, None]).reshape(-1)\n    return (torch.bucketize(s, code, right=True) - 1).clamp(min=0), a\n",
+        ],
+        "q4": [
+            # bitsandbytes' own layout, shape (n/2, 1): right bytes, wrong shape for this exercise
+            "def pack_pairs(idx):\n    return (idx[0::2] * 16 + idx[1::2]).to(torch.uint8)[:, None]\n",
+        ],
+    },
+    "03_double_quant": {
+        "q3": [
+            # rounds down: the last code value at or below
+            "def nearest_index(scaled, code):\n    return (torch.searchsorted(code, scaled, right=True) - 1).clamp(min=0)\n",
+        ],
+    },
+    "04_memory": {
+        "q1": [
+            # counts lm_head even when it is the embedding itself (tied)
+            "def llama_param_count(config):\n    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size\n    kv = config.num_key_value_heads * (h // config.num_attention_heads)\n    return config.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * i + 2 * h) + 2 * v * h + h\n",
+        ],
+        "q2": [
+            # forgets the batch
+            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * seq_len * config.hidden_size * bytes_per_value\n",
+            # forgets the sequence length
+            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * batch_size * config.hidden_size * bytes_per_value\n",
+        ],
+    },
+    "05_qlora_finetune": {
+        "q1": [
+            # trains only the EOS token: the completion's own tokens get -100
+            "def completion_only_example(tokenizer, prompt, completion):\n    p = tokenizer(prompt)['input_ids']\n    c = tokenizer(completion, add_special_tokens=False)['input_ids']\n    return {'input_ids': p + c + [tokenizer.eos_token_id], 'labels': [-100] * (len(p) + len(c)) + [tokenizer.eos_token_id]}\n",
+        ],
+    },
+}
+for _lesson, _qs in _MORE_WRONG.items():
+    for _q, _answers in _qs.items():
+        WRONG[_lesson][_q] = WRONG[_lesson][_q] + _answers
+
+# Other correct answers: the tests must pass on each (a right answer written another way never fails).
+ALTERNATIVES = {
+    "01_lowrank_lora": {
+        "q1": [
+            "def rank_r_approx(W, r):\n    U, S, Vh = torch.linalg.svd(W)\n    return U[:, :r] @ torch.diag(S[:r]) @ Vh[:r, :]\n"
+        ],
+        "q2": [
+            "def lora_forward(x, W, b, A, B, alpha, r):\n    import torch.nn.functional as F\n    return F.linear(x, W, b) + F.linear(F.linear(x, A), B) * alpha / r\n"
+        ],
+        "q3": [
+            # functional dropout, merge state kept as the delta itself, rsLoRA written as r ** -0.5
+            "class LoRALayer(nn.Module):\n    def __init__(self, base, r, alpha, dropout=0.0, use_rslora=False):\n        super().__init__()\n        for p in base.parameters():\n            p.requires_grad = False\n        self.base = base\n        self.p = dropout\n        self.lora_A = nn.Linear(base.in_features, r, bias=False, dtype=base.weight.dtype)\n        self.lora_B = nn.Linear(r, base.out_features, bias=False, dtype=base.weight.dtype)\n        torch.nn.init.kaiming_uniform_(self.lora_A.weight, a=5 ** 0.5)\n        self.lora_B.weight.data.zero_()\n        self.scaling = alpha * r ** -0.5 if use_rslora else alpha / r\n        self._delta = None\n    def forward(self, x):\n        y = self.base(x)\n        if self._delta is not None:\n            return y\n        return y + self.lora_B(self.lora_A(torch.nn.functional.dropout(x, self.p, self.training))) * self.scaling\n    @torch.no_grad()\n    def merge(self):\n        if self._delta is None:\n            self._delta = self.scaling * self.lora_B.weight @ self.lora_A.weight\n            self.base.weight.add_(self._delta)\n    @torch.no_grad()\n    def unmerge(self):\n        if self._delta is not None:\n            self.base.weight.sub_(self._delta)\n            self._delta = None\n",
+        ],
+        "q4": ["def merged_weight(W, A, B, alpha, r):\n    return W + torch.einsum('or,ri->oi', B, A) * (alpha / r)\n"],
+        "q5": [
+            "def dora_forward(x, W0, b, A, B, magnitude, scaling):\n    import torch.nn.functional as F\n    W = W0 + scaling * B @ A\n    W = W * (magnitude / W.norm(p=2, dim=1)).unsqueeze(1)\n    return F.linear(x, W, b)\n"
+        ],
+        "q6": ["def lora_trainable(d_in, d_out, r):\n    return r * d_in + d_out * r\n"],
+    },
+    "02_nf4": {
+        # float32 probabilities, the natural way
+        "q1": [
+            "def entropy_in_bits(counts):\n    p = counts / counts.sum()\n    return -sum(float(q) * math.log2(float(q)) for q in p if q > 0)\n"
+        ],
+        "q2": [
+            "def normal_float_code(offset=0.9677083):\n    from statistics import NormalDist\n    q = NormalDist().inv_cdf\n    pos = [q(p) for p in torch.linspace(offset, 0.5, 9)[:-1].tolist()]\n    neg = [-q(p) for p in torch.linspace(offset, 0.5, 8)[:-1].tolist()]\n    v = torch.tensor(sorted(pos + [0.0] + neg), dtype=torch.float64)\n    return (v / v.max()).float()\n"
+        ],
+        "q3": [
+            "def quantize_blocks(x, code, blocksize):\n    blocks = x.float().reshape(-1, blocksize)\n    absmax = blocks.abs().max(dim=1).values\n    scaled = blocks / torch.where(absmax == 0, torch.ones_like(absmax), absmax)[:, None]\n    idx = (scaled.reshape(-1, 1) - code.reshape(1, -1)).abs().argmin(dim=1)\n    return idx, absmax\n"
+        ],
+        "q4": [
+            "def pack_pairs(idx):\n    pairs = idx.view(-1, 2).to(torch.uint8)\n    return (pairs[:, 0] << 4) | pairs[:, 1]\n"
+        ],
+    },
+    "03_double_quant": {
+        "q1": [
+            "def constant_bits(blocksize, blocksize2=None):\n    if blocksize2:\n        return (8 + 32 / blocksize2) / blocksize\n    return 32.0 / blocksize\n"
+        ],
+        # the offset as a Python float
+        "q2": [
+            "def centre_and_scale(absmax, blocksize=256):\n    offset = absmax.mean().item()\n    c = (absmax - offset).reshape(-1, blocksize)\n    a2 = c.abs().max(dim=1).values\n    return (c / a2.unsqueeze(1)).flatten(), a2, offset\n"
+        ],
+        "q3": [
+            "def nearest_index(scaled, code):\n    mid = (code[1:] + code[:-1]) / 2\n    return torch.bucketize(scaled, mid)\n"
+        ],
+    },
+    "04_memory": {
+        "q1": [
+            "def llama_param_count(config):\n    head_dim = getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads\n    h = config.hidden_size\n    attn = h * config.num_attention_heads * head_dim * 2 + h * config.num_key_value_heads * head_dim * 2\n    mlp = 3 * h * config.intermediate_size\n    emb = config.vocab_size * h * (1 if config.tie_word_embeddings else 2)\n    return config.num_hidden_layers * (attn + mlp + 2 * h) + emb + h\n"
+        ],
+        "q2": [
+            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    per_token = config.hidden_size * bytes_per_value\n    return per_token * seq_len * batch_size * config.num_hidden_layers\n"
+        ],
+        "q3": [
+            "def adamw8bit_bytes(numel):\n    if numel < 4096:\n        return 8 * numel\n    blocks = -(-numel // 256)\n    return 2 * (numel + 4 * blocks)\n"
+        ],
+    },
+    "05_qlora_finetune": {
+        "q1": [
+            "def completion_only_example(tokenizer, prompt, completion):\n    ids = tokenizer(prompt)['input_ids']\n    labels = [-100 for _ in ids]\n    for t in tokenizer.encode(completion, add_special_tokens=False) + [tokenizer.eos_token_id]:\n        ids = ids + [t]\n        labels = labels + [t]\n    return dict(input_ids=ids, labels=labels)\n"
+        ],
+        "q2": [
+            "def qlora_bnb_config(compute_dtype):\n    cfg = dict(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_quant_storage=torch.uint8)\n    return BitsAndBytesConfig(**cfg)\n"
+        ],
+        # the QLoRA reference script's way: only the 4-bit linear layers
+        "q3": [
+            "def lora_target_modules(model):\n    import bitsandbytes as bnb\n    names = set()\n    for name, module in model.named_modules():\n        if isinstance(module, bnb.nn.Linear4bit):\n            names.add(name.split('.')[-1])\n    names.discard('lm_head')\n    return sorted(names)\n"
+        ],
+    },
+}
+
+# Answers that must score nothing although they may pass the public checks: the public tests' expected
+# values looked up, and an object that claims to equal anything. One of the second kind is made for
+# every question by the notebook tests; the first kind is listed here.
+CHEATS = {
+    "01_lowrank_lora": {
+        "q6": [
+            "def lora_trainable(d_in, d_out, r):\n    return {(4096, 4096, 8): 65536, (4096, 11008, 8): 120832}.get((d_in, d_out, r), 0)\n"
+        ],
+    },
+    "03_double_quant": {
+        "q1": [
+            "def constant_bits(blocksize, blocksize2=None):\n    return 0.5 if blocksize2 is None else 0.126953125\n"
+        ],
+    },
+    "04_memory": {
+        "q1": ["def llama_param_count(config):\n    return 6738415616 if config.hidden_size == 4096 else 152384\n"],
+        "q3": ["def adamw8bit_bytes(numel):\n    return {30000: 60944, 100: 800}.get(numel, 0)\n"],
     },
 }

@@ -30,6 +30,7 @@ from .llama import check_targets, llama_linear_shapes, target_list
 __all__ = [
     "LoRALinear",
     "add_lora",
+    "lora_layers",
     "lora_state_dict",
     "load_lora_state_dict",
     "count_parameters",
@@ -211,17 +212,22 @@ def add_lora(
     dropout: float = 0.0,
     use_rslora: bool = False,
     use_dora: bool = False,
+    layer: type[nn.Module] | None = None,
 ) -> list[str]:
-    """Freeze ``model`` and wrap every ``nn.Linear`` whose name ends with a target in a :class:`LoRALinear`.
+    """Freeze ``model`` and wrap every ``nn.Linear`` whose name ends with a target in a LoRA layer.
 
     Args:
         model: any module; changed in place.
         target_modules: name suffixes, e.g. ``["q_proj", "v_proj"]`` (as PEFT's ``target_modules``).
+        layer: the LoRA layer class, called as ``layer(base, r, alpha, dropout, use_rslora)`` (default
+            :class:`LoRALinear`, which also takes ``use_dora``); lesson 1 passes the learner's own class.
 
     Returns:
         The full names of the wrapped layers. Raises ``ValueError`` if none matched.
     """
     targets = target_list(target_modules)
+    if layer is not None and use_dora:
+        raise ValueError("use_dora needs the package's LoRALinear; leave layer=None")
     model.requires_grad_(False)
     names = [
         name
@@ -235,31 +241,47 @@ def add_lora(
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         base = getattr(parent, child)
-        setattr(parent, child, LoRALinear(base, r, alpha, dropout, use_rslora, use_dora))
+        if layer is None:
+            wrapped = LoRALinear(base, r, alpha, dropout, use_rslora, use_dora)
+        else:
+            wrapped = layer(base, r, alpha, dropout, use_rslora)
+            for p in wrapped.parameters():  # the layer class freezes its base; the adapter trains
+                if p is not base.weight and p is not getattr(base, "bias", None):
+                    p.requires_grad_(True)
+        setattr(parent, child, wrapped)
     return names
 
 
+def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every LoRA layer of ``model`` by name: a module with ``lora_A`` and ``lora_B`` (any class, as PEFT's)."""
+    return {name: m for name, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "lora_B")}
+
+
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every LoRA tensor of ``model`` under its full name (what an adapter checkpoint holds)."""
+    """Every adapter tensor of ``model`` under its full name (what an adapter checkpoint holds): the
+    parameters of its LoRA layers except their frozen ``base``, cloned."""
     out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, LoRALinear):
-            for k, v in module.adapter_state_dict().items():
-                out[f"{name}.{k}"] = v
+    for name, module in lora_layers(model).items():
+        for k, v in module.named_parameters():
+            if not k.startswith("base."):
+                out[f"{name}.{k}"] = v.detach().clone()
     return out
 
 
 def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load an adapter saved by :func:`lora_state_dict` into a model wrapped by :func:`add_lora`."""
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
-    grouped: dict[str, dict[str, torch.Tensor]] = {name: {} for name in layers}
-    for key, value in state.items():
-        layer = next((n for n in layers if key.startswith(n + ".")), None)
-        if layer is None:
-            raise ValueError(f"adapter tensor {key!r} has no LoRA layer in this model")
-        grouped[layer][key[len(layer) + 1 :]] = value
-    for name, layer in layers.items():
-        layer.load_adapter_state_dict(grouped[name])
+    layers = lora_layers(model)
+    own = {f"{name}.{k}": p for name, m in layers.items() for k, p in m.named_parameters() if not k.startswith("base.")}
+    if set(state) != set(own):
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        raise ValueError(f"adapter does not fit this model: missing {missing[:4]}, unexpected {extra[:4]}")
+    if any(getattr(m, "merged", False) for m in layers.values()):
+        raise ValueError("unmerge() the layers before loading another adapter")
+    with torch.no_grad():
+        for k, v in state.items():
+            if own[k].shape != v.shape:
+                raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(own[k].shape)}")
+            own[k].copy_(v)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

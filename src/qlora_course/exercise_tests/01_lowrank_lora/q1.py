@@ -2,18 +2,18 @@ OK_FORMAT = True
 
 test = {   'name': 'q1',
     'points': 2,
-    'suites': [   {   'cases': [   {   'code': '>>> _g = torch.Generator().manual_seed(1)\n'
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
+                                               '>>> _g = torch.Generator().manual_seed(1)\n'
                                                '>>> _W = torch.randn(20, 12, generator=_g, dtype=torch.float64)\n'
-                                               '>>> _Wr = rank_r_approx(_W, 3)\n'
-                                               ">>> assert isinstance(_Wr, torch.Tensor), 'rank_r_approx must return a tensor'\n"
-                                               ">>> assert _Wr.shape == _W.shape, f'expected shape {tuple(_W.shape)}, got {tuple(_Wr.shape)}'\n"
+                                               ">>> _Wr = _checks.expect_tensor(rank_r_approx(_W, 3), 'rank_r_approx(W, 3)', shape=_W.shape, dtype=_W.dtype)\n"
                                                ">>> assert torch.linalg.matrix_rank(_Wr).item() == 3, 'the result should have rank exactly r'\n"
                                                '>>> _S = torch.linalg.svdvals(_W)\n'
                                                '>>> _err = torch.linalg.norm(_W - _Wr)\n'
                                                ">>> assert torch.isclose(_err, _S[3:].square().sum().sqrt()), 'the error should be sqrt(sum of the dropped singular values squared): keep the LARGEST "
                                                "r values'\n",
                                        'hidden': False,
-                                       'locked': False}],
+                                       'locked': False,
+                                       'points': 0}],
                       'scored': True,
                       'setup': '',
                       'teardown': '',

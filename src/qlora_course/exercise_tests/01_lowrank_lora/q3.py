@@ -2,15 +2,16 @@ OK_FORMAT = True
 
 test = {   'name': 'q3',
     'points': 2,
-    'suites': [   {   'cases': [   {   'code': '>>> _g = torch.Generator().manual_seed(4)\n'
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
+                                               '>>> _g = torch.Generator().manual_seed(4)\n'
                                                '>>> _W, _A, _B = (torch.randn(6, 10, generator=_g), torch.randn(2, 10, generator=_g), torch.randn(6, 2, generator=_g))\n'
-                                               '>>> _M = merged_weight(_W, _A, _B, 4.0, 2)\n'
-                                               '>>> assert _M.shape == _W.shape, f"the merged weight has the base weight\'s shape {tuple(_W.shape)}, got {tuple(_M.shape)}"\n'
+                                               ">>> _M = _checks.expect_tensor(merged_weight(_W, _A, _B, 4.0, 2), 'merged_weight(...)', shape=_W.shape)\n"
                                                '>>> _x = torch.randn(3, 10, generator=_g)\n'
                                                '>>> assert torch.allclose(_x @ _M.T, _x @ _W.T + 2.0 * (_x @ _A.T) @ _B.T, atol=0.0001), "merged layer\'s output differs from the unmerged LoRA '
                                                'output: W + (alpha/r) * B @ A"\n',
                                        'hidden': False,
-                                       'locked': False}],
+                                       'locked': False,
+                                       'points': 0}],
                       'scored': True,
                       'setup': '',
                       'teardown': '',

@@ -2,11 +2,14 @@ OK_FORMAT = True
 
 test = {   'name': 'q1',
     'points': 1,
-    'suites': [   {   'cases': [   {   'code': ">>> assert isinstance(entropy_in_bits(torch.tensor([5, 5])), float), 'return a Python float (use float(...))'\n"
-                                               ">>> assert abs(entropy_in_bits(torch.tensor([3, 3, 3, 3])) - 2.0) < 1e-09, '4 equally likely values carry 2 bits'\n"
-                                               ">>> assert abs(entropy_in_bits(torch.tensor([7, 0, 0, 7])) - 1.0) < 1e-09, 'zero counts must be skipped, not give NaN'\n",
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
+                                               ">>> _h = _checks.expect_number(entropy_in_bits(torch.tensor([3, 3, 3, 3])), 'entropy_in_bits([3, 3, 3, 3])')\n"
+                                               ">>> assert abs(_h - 2.0) < 1e-06, f'4 equally likely values carry 2 bits, got {_h}'\n"
+                                               ">>> _h = _checks.expect_number(entropy_in_bits(torch.tensor([7, 0, 0, 7])), 'entropy_in_bits([7, 0, 0, 7])')\n"
+                                               ">>> assert abs(_h - 1.0) < 1e-06, f'zero counts must be skipped (0 log 0 = 0): expected 1 bit, got {_h}'\n",
                                        'hidden': False,
-                                       'locked': False}],
+                                       'locked': False,
+                                       'points': 0}],
                       'scored': True,
                       'setup': '',
                       'teardown': '',

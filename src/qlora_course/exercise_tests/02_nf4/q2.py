@@ -2,13 +2,14 @@ OK_FORMAT = True
 
 test = {   'name': 'q2',
     'points': 2,
-    'suites': [   {   'cases': [   {   'code': '>>> _code = normal_float_code()\n'
-                                               ">>> assert _code.shape == (16,) and _code.dtype == torch.float32, '16 float32 values'\n"
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
+                                               ">>> _code = _checks.expect_tensor(normal_float_code(), 'normal_float_code()', shape=(16,), dtype=torch.float32)\n"
                                                ">>> assert (_code[1:] > _code[:-1]).all(), 'the values must be sorted, without repeats'\n"
                                                ">>> assert _code[0] == -1 and _code[-1] == 1, 'divide by the largest value so the code spans [-1, 1]'\n"
                                                ">>> assert (_code == 0).sum() == 1 and (_code < 0).sum() == 7, '7 negative values, an exact zero, 8 positive ones'\n",
                                        'hidden': False,
-                                       'locked': False}],
+                                       'locked': False,
+                                       'points': 0}],
                       'scored': True,
                       'setup': '',
                       'teardown': '',

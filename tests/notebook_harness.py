@@ -47,7 +47,11 @@ def kernel(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 900):
         def run(code: str) -> str:
             cell = nbformat.v4.new_code_cell(code)
             scratch.cells.append(cell)
-            client.execute_cell(cell, len(scratch.cells) - 1)
+            notebook, client.nb = client.nb, scratch  # the client writes the executed cell back at its index
+            try:
+                client.execute_cell(cell, len(scratch.cells) - 1)
+            finally:
+                client.nb = notebook
             return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
         yield run, client

@@ -80,7 +80,7 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
         run(GRADE_HELPER)
         for (question, answer), stub in zip(sorted(answers.items()), stub_cells, strict=True):
             test_file = tests_dir / f"{question}.py"
-            function = re.search(r"^def (\w+)\(", answer, re.M).group(1)
+            function = re.search(r"^(?:def|class) (\w+)", answer, re.M).group(1)
             # wrong: the learner's own check says so (public tests fail) and it scores nothing (hidden fail)
             for label, code in [("stub", stub)] + [
                 (f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])

@@ -1,12 +1,14 @@
 OK_FORMAT = True
 
 test = {   'name': 'q4',
-    'points': 1,
+    'points': 2,
     'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
-                                               ">>> _n = _checks.expect_int(lora_trainable(4096, 4096, 8), 'lora_trainable(4096, 4096, 8)')\n"
-                                               ">>> assert _n == 65536, f'a 4096 x 4096 layer at r = 8 trains 65,536 parameters, got {_n}'\n"
-                                               ">>> _n = _checks.expect_int(lora_trainable(4096, 11008, 8), 'lora_trainable(4096, 11008, 8)')\n"
-                                               ">>> assert _n == 120832, f'a 4096 -> 11008 layer at r = 8 trains 120,832 parameters, got {_n:,}: A is r x d_in and B is d_out x r'\n",
+                                               '>>> _g = torch.Generator().manual_seed(4)\n'
+                                               '>>> _W, _A, _B = (torch.randn(6, 10, generator=_g), torch.randn(2, 10, generator=_g), torch.randn(6, 2, generator=_g))\n'
+                                               ">>> _M = _checks.expect_tensor(merged_weight(_W, _A, _B, 4.0, 2), 'merged_weight(...)', shape=_W.shape)\n"
+                                               '>>> _x = torch.randn(3, 10, generator=_g)\n'
+                                               '>>> assert torch.allclose(_x @ _M.T, _x @ _W.T + 2.0 * (_x @ _A.T) @ _B.T, atol=0.0001), "merged layer\'s output differs from the unmerged LoRA '
+                                               'output: W + (alpha/r) * B @ A"\n',
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

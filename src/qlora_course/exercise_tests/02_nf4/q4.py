@@ -4,7 +4,7 @@ test = {   'name': 'q4',
     'points': 1,
     'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
                                                ">>> _p = _checks.expect_tensor(pack_pairs(torch.tensor([1, 2, 15, 0])), 'pack_pairs([1, 2, 15, 0])', dtype=torch.uint8)\n"
-                                               ">>> _checks.expect_tensor(_p, 'pack_pairs of 4 indices (a 1-D tensor of half the length)', shape=(2,))\n"
+                                               ">>> _ = _checks.expect_tensor(_p, 'pack_pairs of 4 indices (a 1-D tensor of half the length)', shape=(2,))\n"
                                                ">>> assert _p.tolist() == [18, 240], f'expected [18, 240] (0x12, 0xF0), got {_p.tolist()}: first index in the HIGH nibble'\n",
                                        'hidden': False,
                                        'locked': False,

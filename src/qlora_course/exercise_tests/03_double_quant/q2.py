@@ -3,15 +3,14 @@ OK_FORMAT = True
 test = {   'name': 'q2',
     'points': 2,
     'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
-                                               '>>> _a = torch.tensor([1.0, 3.0, 2.5, 1.5])\n'
-                                               '>>> _out = centre_and_scale(_a, 2)\n'
-                                               ">>> assert isinstance(_out, (tuple, list)) and len(_out) == 3, 'return three things: (scaled, absmax2, offset)'\n"
-                                               '>>> _s, _a2, _off = _out\n'
-                                               ">>> _s = _checks.expect_tensor(_s, 'scaled', shape=(4,))\n"
-                                               ">>> _a2 = _checks.expect_tensor(_a2, 'absmax2 (one per block)', shape=(2,))\n"
-                                               ">>> assert _checks.expect_number(_off, 'offset') == 2.0, 'offset is the mean of all constants'\n"
-                                               ">>> assert _a2.tolist() == [1.0, 0.5], 'absmax2 is the largest |a - offset| of each block'\n"
-                                               ">>> assert _s.tolist() == [-1.0, 1.0, 1.0, -1.0], 'scaled = (a - offset) / absmax2 of its block'\n",
+                                               ">>> _m = _checks.expect_tensor(dynamic_map_signed(), 'dynamic_map_signed()', shape=(256,), dtype=torch.float32)\n"
+                                               ">>> assert (_m[1:] > _m[:-1]).all(), '256 distinct values, sorted in increasing order'\n"
+                                               ">>> assert _m[-1] == 1 and (_m == 0).sum() == 1, 'the map holds exactly 1 and one exact 0'\n"
+                                               ">>> assert (_m < 0).sum() == 127 and (_m > 0).sum() == 128, '127 negative values, 0, 128 positive ones (1 among them)'\n"
+                                               '>>> _top = _m[(_m > 0.1) & (_m < 1)]\n'
+                                               ">>> assert len(_top) == 64 and abs(_top[0].item() - 0.10703125) < 1e-06, f'the decade 0.1..1 holds the 64 midpoints of 65 points from 0.1 to 1 "
+                                               "(smallest 0.10703), got {len(_top)} values'\n"
+                                               ">>> assert abs(_m[_m > 0].min().item() - 5.5e-07) < 1e-12, 'the smallest positive value is 0.55 * 10**-6'\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

@@ -1,16 +1,17 @@
 OK_FORMAT = True
 
 test = {   'name': 'q3',
-    'points': 1,
+    'points': 2,
     'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
-                                               '>>> _i = nearest_index(torch.tensor([-1.0, 0.0, 1.0, 0.5]), dmap)\n'
-                                               ">>> _checks.expect_tensor(_i, 'nearest_index of 4 values', shape=(4,), dtype=torch.int64)\n"
-                                               ">>> assert dmap[_i[2]] == 1 and dmap[_i[1]] == 0, '0 and 1 are in the map exactly: they must map to themselves'\n"
-                                               ">>> assert _i[0] == 0, '-1 is below every value of the map: its nearest is the smallest, index 0'\n"
-                                               '>>> _lo, _hi = (dmap[200].item(), dmap[201].item())\n'
-                                               '>>> _i = nearest_index(torch.tensor([_lo + 0.3 * (_hi - _lo), _lo + 0.7 * (_hi - _lo)]), dmap)\n'
-                                               ">>> assert _i.tolist() == [200, 201], f'values 30% and 70% of the way from dmap[200] to dmap[201] should map to [200, 201], got {_i.tolist()}: round "
-                                               "to the NEAREST value, not up or down'\n",
+                                               '>>> _a = torch.tensor([1.0, 3.0, 2.5, 1.5])\n'
+                                               '>>> _out = centre_and_scale(_a, 2)\n'
+                                               ">>> assert isinstance(_out, (tuple, list)) and len(_out) == 3, 'return three things: (scaled, absmax2, offset)'\n"
+                                               '>>> _s, _a2, _off = _out\n'
+                                               ">>> _s = _checks.expect_tensor(_s, 'scaled', shape=(4,))\n"
+                                               ">>> _a2 = _checks.expect_tensor(_a2, 'absmax2 (one per block)', shape=(2,))\n"
+                                               ">>> assert _checks.expect_number(_off, 'offset') == 2.0, 'offset is the mean of all constants'\n"
+                                               ">>> assert _a2.tolist() == [1.0, 0.5], 'absmax2 is the largest |a - offset| of each block'\n"
+                                               ">>> assert _s.tolist() == [-1.0, 1.0, 1.0, -1.0], 'scaled = (a - offset) / absmax2 of its block'\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

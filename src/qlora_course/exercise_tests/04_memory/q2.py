@@ -1,12 +1,14 @@
 OK_FORMAT = True
 
 test = {   'name': 'q2',
-    'points': 1,
+    'points': 2,
     'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
-                                               ">>> _b = _checks.expect_int(checkpointed_layer_inputs(course_cfg, 1, 1, 4), 'checkpointed_layer_inputs(course_cfg, 1, 1, 4)')\n"
-                                               ">>> assert _b == 8 * 256 * 4, f'8 layers x 256 values x 4 bytes = 8,192, got {_b:,}'\n"
-                                               ">>> _b = _checks.expect_int(checkpointed_layer_inputs(course_cfg, 2, 3, 2), 'checkpointed_layer_inputs(course_cfg, 2, 3, 2)')\n"
-                                               ">>> assert _b == 8 * 2 * 3 * 256 * 2, f'every token of the batch counts: 8 layers x 2 x 3 tokens x 256 values x 2 bytes, got {_b:,}'\n",
+                                               ">>> _b = _checks.expect_int(attention_saved_bytes(LLAMA7B, 2), 'attention_saved_bytes(LLAMA7B, 2)')\n"
+                                               ">>> assert _b == 2 * 4 * 4096 + 4 * 32, f'LLaMA-7B in 16 bits: q, k, v and output of 4096 values + 32 float32 = 32,896, got {_b:,}'\n"
+                                               '>>> _gqa = LlamaConfig(hidden_size=256, intermediate_size=704, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=4, vocab_size=1000)\n'
+                                               ">>> _b = _checks.expect_int(attention_saved_bytes(_gqa, 4), 'attention_saved_bytes(8 query / 4 kv heads, 4)')\n"
+                                               ">>> assert _b == 4 * (256 + 128 + 128 + 256) + 4 * 8, f'with 8 query heads and 4 key/value heads of 32 dims, k and v are 128 values each: 3,104 bytes, "
+                                               "got {_b:,}'\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

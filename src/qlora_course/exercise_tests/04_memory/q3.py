@@ -3,10 +3,10 @@ OK_FORMAT = True
 test = {   'name': 'q3',
     'points': 1,
     'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
-                                               ">>> _b = _checks.expect_int(adamw8bit_bytes(30000), 'adamw8bit_bytes(30_000)')\n"
-                                               ">>> assert _b == 2 * 30000 + 2 * 4 * 118, f'118 blocks of 256 (the last one partial): 60,944 bytes, got {_b:,}'\n"
-                                               ">>> _b = _checks.expect_int(adamw8bit_bytes(100), 'adamw8bit_bytes(100)')\n"
-                                               ">>> assert _b == 800, f'small tensors keep two float32 moments: 800 bytes, got {_b:,}'\n",
+                                               ">>> _b = _checks.expect_int(checkpointed_layer_inputs(course_cfg, 1, 1, 4), 'checkpointed_layer_inputs(course_cfg, 1, 1, 4)')\n"
+                                               ">>> assert _b == 8 * 256 * 4, f'8 layers x 256 values x 4 bytes = 8,192, got {_b:,}'\n"
+                                               ">>> _b = _checks.expect_int(checkpointed_layer_inputs(course_cfg, 2, 3, 2), 'checkpointed_layer_inputs(course_cfg, 2, 3, 2)')\n"
+                                               ">>> assert _b == 8 * 2 * 3 * 256 * 2, f'every token of the batch counts: 8 layers x 2 x 3 tokens x 256 values x 2 bytes, got {_b:,}'\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

@@ -2,10 +2,11 @@ OK_FORMAT = True
 
 test = {   'name': 'q3',
     'points': 1,
-    'suites': [   {   'cases': [   {   'code': '>>> _t = lora_target_modules(load_base())\n'
-                                               ">>> assert isinstance(_t, list) and all((isinstance(n, str) for n in _t)), 'return a list of names (strings)'\n"
-                                               ">>> assert 'lm_head' not in _t, 'lm_head is not adapted'\n"
-                                               ">>> assert {'q_proj', 'v_proj'} <= set(_t) and len(_t) == len(set(_t)), 'distinct short names'\n",
+    'suites': [   {   'cases': [   {   'code': '>>> _c = qlora_bnb_config(torch.bfloat16)\n'
+                                               ">>> assert isinstance(_c, BitsAndBytesConfig), f'return a transformers BitsAndBytesConfig, got {type(_c).__name__}'\n"
+                                               ">>> assert _c.load_in_4bit and (not _c.load_in_8bit), '4-bit loading'\n"
+                                               ">>> assert _c.bnb_4bit_quant_type == 'nf4', 'NF4, not the default FP4'\n"
+                                               ">>> assert _c.bnb_4bit_use_double_quant, 'double quantization is off by default'\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

@@ -1,0 +1,32 @@
+OK_FORMAT = True
+
+test = {   'name': 'q5',
+    'points': 3,
+    'suites': [   {   'cases': [   {   'code': '>>> import tempfile as _tempfile\n'
+                                               '>>> from peft import LoraConfig as _LoraConfig\n'
+                                               '>>> from peft import get_peft_model as _get_peft_model\n'
+                                               '>>> from qlora_course import checks as _checks\n'
+                                               '>>> _ = torch.manual_seed(0)\n'
+                                               '>>> _peft = _get_peft_model(AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=torch.bfloat16), _LoraConfig(r=4, lora_alpha=8, '
+                                               "target_modules=['q_proj', 'down_proj']))\n"
+                                               '>>> for _n, _p in _peft.named_parameters():\n'
+                                               "...     if 'lora_B' in _n:\n"
+                                               '...         _ = torch.nn.init.normal_(_p, std=0.5)\n'
+                                               '>>> _dir = Path(_tempfile.mkdtemp())\n'
+                                               '>>> _ = _peft.save_pretrained(_dir)\n'
+                                               '>>> _want = _peft.merge_and_unload()\n'
+                                               '>>> _got = merge_adapter_16bit(AutoModelForCausalLM.from_pretrained(course_model_path(), dtype=torch.bfloat16), _dir, 2.0)\n'
+                                               ">>> assert isinstance(_got, torch.nn.Module), f'return the model, got {type(_got).__name__}'\n"
+                                               ">>> _w = _checks.expect_tensor(_got.model.layers[3].self_attn.q_proj.weight, 'the merged q_proj weight of layer 3')\n"
+                                               '>>> assert _w.dtype == torch.bfloat16, f"the merged weight stays in the model\'s 16-bit dtype, got {_w.dtype}"\n'
+                                               '>>> assert torch.allclose(_w.float(), _want.model.layers[3].self_attn.q_proj.weight.float(), rtol=0.016, atol=0.0001), "q_proj of layer 3 differs from '
+                                               'PEFT\'s merge: W + scaling * B @ A"\n'
+                                               ">>> assert torch.equal(_got.model.layers[3].self_attn.k_proj.weight, _want.model.layers[3].self_attn.k_proj.weight), 'k_proj has no adapter and must "
+                                               "not change'\n",
+                                       'hidden': False,
+                                       'locked': False,
+                                       'points': 0}],
+                      'scored': True,
+                      'setup': '',
+                      'teardown': '',
+                      'type': 'doctest'}]}

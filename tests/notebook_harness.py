@@ -109,3 +109,21 @@ def grade(run, test_file: Path) -> tuple[bool, bool, float, str]:
     line = next(row for row in out.splitlines() if row.startswith("GRADE "))
     _, public, hidden, score = line.split()
     return public == "True", hidden == "True", float(score), out
+
+
+def hidden_lines(case_code: str) -> list[str]:
+    """The distinctive statements of one hidden otter test case (doctest source): every line after
+    ``# HIDDEN`` without its prompt, leaving out imports, comments and blank lines."""
+    out = []
+    for line in case_code.splitlines()[1:]:
+        text = line[4:] if line.startswith((">>> ", "... ")) else line
+        text = text.strip()
+        if text and not text.startswith(("#", "from ", "import ")):
+            out.append(text)
+    return out
+
+
+def leaked(case_code: str, text: str) -> bool:
+    """Whether ``text`` (what a student can read) contains a hidden test case: all its statements."""
+    lines = hidden_lines(case_code)
+    return bool(lines) and all(line in text for line in lines)

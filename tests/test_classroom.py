@@ -9,12 +9,15 @@ import sys
 import nbformat
 import pytest
 from conftest import ROOT
-from notebook_harness import load, questions
+from notebook_harness import hidden_lines, leaked, load, questions
 
 pytestmark = pytest.mark.notebook  # grading executes notebooks
 
 LESSON = "03_double_quant"  # the quickest lesson to execute
 TIMEOUT = 150  # seconds per notebook; the honest ones take well under a minute
+
+
+PUBLIC_TEXT = "".join(p.read_text() for p in (ROOT / "src/qlora_course/exercise_tests" / LESSON).glob("*.py"))
 
 
 def _student():
@@ -39,7 +42,8 @@ def _submissions(root):
     dave = _answered()  # q2's answer forges a results file, then raises
     _answer_cells(dave)[1].source = (
         "import json, pathlib\n"
-        "fake = json.dumps({'tests': [{'name': q, 'score': 99, 'max_score': 99} for q in ('q1', 'q2', 'q3')]})\n"
+        "names = [f'q{i}' for i in range(1, 6)]\n"
+        "fake = json.dumps({'tests': [{'name': q, 'score': 99, 'max_score': 99} for q in names]})\n"
         "for d in (pathlib.Path.cwd(), pathlib.Path.cwd() / 'out'):\n"
         "    d.mkdir(exist_ok=True); (d / 'results.json').write_text(fake)\n"
         "raise RuntimeError('a bug in my answer')\n"
@@ -81,20 +85,21 @@ def _points(rows, student):
 def test_gradebook_has_one_row_per_student_and_question(graded):
     _, rows, _ = graded
     assert list(rows[0]) == ["student", "lesson", "question", "points", "max_points"]
-    assert len(rows) == 6 * 3 and {r["lesson"] for r in rows} == {LESSON}
+    assert len(rows) == 6 * 5 and {r["lesson"] for r in rows} == {LESSON}
     maximum = {r["question"]: float(r["max_points"]) for r in rows}
-    assert maximum == {"q1": 1, "q2": 2, "q3": 1}
+    assert maximum == {"q1": 1, "q2": 2, "q3": 2, "q4": 1, "q5": 2}
 
 
 def test_grades_of_each_kind_of_submission(graded):
     _, rows, _ = graded
-    full = {"q1": 1, "q2": 2, "q3": 1}
+    full = {"q1": 1, "q2": 2, "q3": 2, "q4": 1, "q5": 2}
+    none = dict.fromkeys(full, 0)
     assert _points(rows, "alice") == full  # correct
-    assert _points(rows, "bob") == {"q1": 0, "q2": 0, "q3": 0}  # untouched stub
-    assert _points(rows, "carol") == {"q1": 1, "q2": 0, "q3": 0}  # partly done
-    assert _points(rows, "dave") == {"q1": 1, "q2": 0, "q3": 1}  # raises (and forged a results file)
-    assert _points(rows, "ada") == {"q1": 0, "q2": 0, "q3": 0}  # endless loop, stopped
-    assert _points(rows, "frank") == {"q1": 1, "q2": 2, "q3": 0}  # deleted a cell
+    assert _points(rows, "bob") == none  # untouched stub
+    assert _points(rows, "carol") == {**none, "q1": 1}  # partly done
+    assert _points(rows, "dave") == {**full, "q2": 0}  # raises (and forged a results file)
+    assert _points(rows, "ada") == none  # endless loop, stopped
+    assert _points(rows, "frank") == {**full, "q5": 0}  # deleted a cell
 
 
 def test_feedback_per_student(graded):
@@ -104,21 +109,28 @@ def test_feedback_per_student(graded):
     ada = (out / "feedback" / "ada.md").read_text()
     assert f"stopped after {TIMEOUT}" in ada
     carol = (out / "feedback" / "carol.md").read_text()
-    assert "1 / 4 points" in carol and "q2: 0 / 2" in carol
+    assert "1 / 8 points" in carol and "q2: 0 / 2" in carol
     assert "All test cases passed" in (out / "feedback" / "alice.md").read_text()
 
 
 def test_feedback_never_shows_hidden_tests(graded, assigned):
     _, _, out = graded
-    probes = []
+    cases = []
     for path in sorted((assigned / "assign" / LESSON / "autograder" / "tests").glob("q*.py")):
         test = {}
         exec(path.read_text(), test)
-        probes += [c["code"].splitlines()[1] for c in test["test"]["suites"][0]["cases"] if c["hidden"]]
-    assert probes
+        cases += [c["code"] for c in test["test"]["suites"][0]["cases"] if c["hidden"]]
+    assert cases
     for feedback in (out / "feedback").glob("*.md"):
         text = feedback.read_text()
-        assert not [p for p in probes if p.strip() in text], feedback.name
+        assert not [c for c in cases if leaked(c, text)], feedback.name
+        # no single distinctive hidden statement either (beyond what the public tests also say)
+        assert not [
+            line
+            for c in cases
+            for line in hidden_lines(c)
+            if line in text and len(line) > 40 and line not in PUBLIC_TEXT
+        ], feedback.name
 
 
 def test_grader_reports_bad_input(tmp_path, assigned):

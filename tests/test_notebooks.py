@@ -11,7 +11,18 @@ import re
 
 import pytest
 from conftest import LESSONS, ROOT
-from notebook_harness import ALWAYS_EQUAL, GRADE_HELPER, execute_all, grade, kernel, load, questions, stubs
+from notebook_harness import (
+    ALWAYS_EQUAL,
+    GRADE_HELPER,
+    execute_all,
+    grade,
+    hidden_lines,
+    kernel,
+    leaked,
+    load,
+    questions,
+    stubs,
+)
 from wrong_answers import ALTERNATIVES, CHEATS, WRONG
 
 pytestmark = pytest.mark.notebook
@@ -36,15 +47,19 @@ def test_hidden_tests_stay_out_of_student_files(assigned):
         autograder = assigned / "assign" / lesson / "autograder" / "tests"
         hidden = [p.stem for p in autograder.glob("*.py") if "'hidden': True" in p.read_text()]
         assert hidden, f"{lesson}: every lesson should have hidden tests"
-        student_text = (ROOT / "notebooks" / f"{lesson}.ipynb").read_text()
-        public_text = "".join(p.read_text() for p in (ROOT / "src/qlora_course/exercise_tests" / lesson).glob("*.py"))
+        student_text = "\n".join(c.source for c in load(ROOT / "notebooks" / f"{lesson}.ipynb").cells)
+        public_text = ""
+        for p in (ROOT / "src/qlora_course/exercise_tests" / lesson).glob("*.py"):
+            public = {}
+            exec(p.read_text(), public)
+            public_text += "\n".join(c["code"] for c in public["test"]["suites"][0]["cases"])
         for path in autograder.glob("*.py"):
             test = {}
             exec(path.read_text(), test)
             for case in test["test"]["suites"][0]["cases"]:
                 if case["hidden"]:
-                    probe = case["code"].splitlines()[1]  # first line after '# HIDDEN'
-                    assert probe not in student_text and probe not in public_text, (
+                    assert hidden_lines(case["code"]), f"{lesson}/{path.stem}: an empty hidden test"
+                    assert not leaked(case["code"], student_text) and not leaked(case["code"], public_text), (
                         f"{lesson}/{path.stem}: hidden test leaked"
                     )
 

@@ -2,7 +2,10 @@ OK_FORMAT = True
 
 test = {   'name': 'q4',
     'points': 1,
-    'suites': [   {   'cases': [   {   'code': '>>> _t = lora_target_modules(load_base())\n'
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course.methods import nf4_config as _nf4_config\n'
+                                               '>>> _base4 = AutoModelForCausalLM.from_pretrained(profile.model_path(), quantization_config=_nf4_config(compute_dtype), dtype=compute_dtype, '
+                                               'device_map=DEVICE_MAP)\n'
+                                               '>>> _t = lora_target_modules(_base4)\n'
                                                ">>> assert isinstance(_t, list) and all((isinstance(n, str) for n in _t)), 'return a list of names (strings)'\n"
                                                ">>> assert 'lm_head' not in _t, 'lm_head is not adapted'\n"
                                                ">>> assert {'q_proj', 'v_proj'} <= set(_t) and len(_t) == len(set(_t)), 'distinct short names'\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,10 @@ def questions(solution: nbformat.NotebookNode) -> dict[str, str]:
 def stubs(student: nbformat.NotebookNode) -> list[str]:
     """The answer cells of a student notebook, in order."""
     return [c.source for c in student.cells if "otter_answer_cell" in c.get("metadata", {}).get("tags", [])]
+
+
+# kernels started here draw sliders as static figures: no live widget can stall the headless client
+os.environ.setdefault("QLORA_COURSE_STATIC_WIDGETS", "1")
 
 
 @contextmanager

@@ -15,20 +15,23 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, DeadKernelError
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "course-output"
 
 
-CELL_TIMEOUT = 900  # seconds; the slowest cell (lesson 5's three methods) takes about two minutes
+CELL_TIMEOUT = 600  # seconds; the slowest cell (lesson 5's three methods) takes about two minutes on 2 cores
 
 
 def execute(path: Path, figures: Path, out: Path) -> float:
     """Execute one notebook in its own folder; returns the seconds it took."""
     nb = nbformat.read(path, as_version=4)
     os.environ["QLORA_COURSE_REPORT"] = str(figures)
+    # executed copies are read, not run: sliders become static figures, and no live widget can stall the
+    # headless client (a kernel and client both idle after a slider cell was seen twice)
+    os.environ.setdefault("QLORA_COURSE_STATIC_WIDGETS", "1")
     os.environ["QLORA_COURSE_LESSON"] = path.stem[:2]
     client = NotebookClient(
         nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
@@ -56,7 +59,7 @@ def main(argv=None) -> int:
             try:
                 times[path.stem] = execute(path, figures, OUT)
                 break
-            except TimeoutError as err:
+            except (TimeoutError, DeadKernelError) as err:
                 # a kernel that stops answering (seen rarely: client and kernel both idle) gets one more try
                 print(f"\n{path.name}: {err}; attempt {attempt} of 2", file=sys.stderr)
                 if attempt == 2:

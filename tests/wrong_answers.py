@@ -1,6 +1,9 @@
-"""Plausible wrong answers for every exercise: each must make that exercise's tests fail.
+"""Answers for every exercise, replacing the answer cell, that the notebook tests try on its tests.
 
-``WRONG[lesson][question]`` is a list of replacement code for the answer cell.
+``WRONG[lesson][question]``: plausible mistakes, the common ones among them; each must fail the public
+checks (the learner's ``grader.check`` says what is wrong) and score nothing. ``ALTERNATIVES``: other
+right answers, which must pass everything. ``CHEATS``: answers that may pass the public checks but must
+score nothing.
 """
 
 WRONG = {
@@ -16,6 +19,8 @@ WRONG = {
             "def lora_forward(x, W, b, A, B, alpha, r):\n    return x @ W.T + b + (x @ A.T) @ B.T\n",
             # uses alpha * r
             "def lora_forward(x, W, b, A, B, alpha, r):\n    return x @ W.T + b + alpha * r * (x @ A.T) @ B.T\n",
+            # the update added without the base layer's bias
+            "def lora_forward(x, W, b, A, B, alpha, r):\n    return x @ W.T + (alpha / r) * (x @ A.T) @ B.T\n",
         ],
         "q3": [
             # dropout on the whole layer: the base output is dropped too
@@ -65,12 +70,18 @@ WRONG = {
             "def quantize_blocks(x, code, blocksize):\n    a = x.abs().max()\n    mid = (code[1:] + code[:-1]) / 2\n    return torch.bucketize(x / a, mid), a.repeat(x.numel() // blocksize)\n",
             # rounds the raw values without scaling them by the absmax
             "def quantize_blocks(x, code, blocksize):\n    blocks = x.view(-1, blocksize)\n    mid = (code[1:] + code[:-1]) / 2\n    return torch.bucketize(x, mid), blocks.abs().amax(dim=1)\n",
+            # rounds up to the next code value instead of to the nearest
+            "def quantize_blocks(x, code, blocksize):\n    blocks = x.float().view(-1, blocksize)\n    a = blocks.abs().amax(dim=1)\n    s = (blocks / a.clamp(min=1e-38)[:, None]).reshape(-1)\n    return torch.bucketize(s, code).clamp(max=15), a\n",
+            # rounds down
+            "def quantize_blocks(x, code, blocksize):\n    blocks = x.float().view(-1, blocksize)\n    a = blocks.abs().amax(dim=1)\n    s = (blocks / a.clamp(min=1e-38)[:, None]).reshape(-1)\n    return (torch.bucketize(s, code, right=True) - 1).clamp(min=0), a\n",
         ],
         "q4": [
             # first index in the low nibble
             "def pack_pairs(idx):\n    return (idx[1::2] * 16 + idx[0::2]).to(torch.uint8)\n",
             # forgets to combine: keeps one index per byte
             "def pack_pairs(idx):\n    return idx[0::2].to(torch.uint8)\n",
+            # bitsandbytes' own layout, shape (n/2, 1): right bytes, wrong shape for this exercise
+            "def pack_pairs(idx):\n    return (idx[0::2] * 16 + idx[1::2]).to(torch.uint8)[:, None]\n",
         ],
         "q5": [
             # low nibble first
@@ -99,6 +110,8 @@ WRONG = {
             "def nearest_index(scaled, code):\n    return (scaled[:, None] - code[None, :]).abs().argmax(dim=1)\n",
             # first code value at or above: rounds up, not to the nearest
             "def nearest_index(scaled, code):\n    return torch.searchsorted(code, scaled).clamp(max=code.numel() - 1)\n",
+            # rounds down: the last code value at or below
+            "def nearest_index(scaled, code):\n    return (torch.searchsorted(code, scaled, right=True) - 1).clamp(min=0)\n",
         ],
         "q2": [
             # linear points instead of midpoints
@@ -123,12 +136,18 @@ WRONG = {
             "def llama_param_count(config):\n    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size\n    per_layer = 4 * h * h + 3 * h * i + 2 * h\n    return config.num_hidden_layers * per_layer + 2 * v * h + h\n",
             # forgets the norms and always counts two embedding matrices
             "def llama_param_count(config):\n    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size\n    kv = config.num_key_value_heads * (h // config.num_attention_heads)\n    return config.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * i) + 2 * v * h\n",
+            # counts lm_head even when it is the embedding itself (tied)
+            "def llama_param_count(config):\n    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size\n    kv = config.num_key_value_heads * (h // config.num_attention_heads)\n    return config.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * i + 2 * h) + 2 * v * h + h\n",
         ],
         "q3": [
             # one hidden state per token for the whole model, not per layer
             "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return batch_size * seq_len * config.hidden_size * bytes_per_value\n",
             # the intermediate (MLP) width instead of the hidden size
             "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * batch_size * seq_len * config.intermediate_size * bytes_per_value\n",
+            # forgets the batch
+            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * seq_len * config.hidden_size * bytes_per_value\n",
+            # forgets the sequence length
+            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * batch_size * config.hidden_size * bytes_per_value\n",
         ],
         "q4": [
             # forgets the absmax of each block
@@ -161,6 +180,8 @@ WRONG = {
             "def completion_only_example(tokenizer, prompt, completion):\n    p = tokenizer(prompt)['input_ids']\n    c = tokenizer(completion, add_special_tokens=False)['input_ids']\n    return {'input_ids': p + c, 'labels': [-100] * len(p) + c}\n",
             # trains on the prompt as well
             "def completion_only_example(tokenizer, prompt, completion):\n    ids = tokenizer(prompt)['input_ids'] + tokenizer(completion, add_special_tokens=False)['input_ids'] + [tokenizer.eos_token_id]\n    return {'input_ids': ids, 'labels': list(ids)}\n",
+            # trains only the EOS token: the completion's own tokens get -100
+            "def completion_only_example(tokenizer, prompt, completion):\n    p = tokenizer(prompt)['input_ids']\n    c = tokenizer(completion, add_special_tokens=False)['input_ids']\n    return {'input_ids': p + c + [tokenizer.eos_token_id], 'labels': [-100] * (len(p) + len(c)) + [tokenizer.eos_token_id]}\n",
         ],
         "q3": [
             # bitsandbytes' default 4-bit type, FP4
@@ -193,55 +214,6 @@ WRONG = {
     },
 }
 
-# The common mistakes a review of the exercises found passing the public tests; the public tests must now
-# catch each of them (so the learner's check says what is wrong before grading does).
-_MORE_WRONG = {
-    "01_lowrank_lora": {
-        "q2": [
-            # the update added without the base layer's bias
-            "def lora_forward(x, W, b, A, B, alpha, r):\n    return x @ W.T + (alpha / r) * (x @ A.T) @ B.T\n",
-        ],
-    },
-    "02_nf4": {
-        "q3": [
-            # rounds up to the next code value instead of to the nearest
-            "def quantize_blocks(x, code, blocksize):\n    blocks = x.float().view(-1, blocksize)\n    a = blocks.abs().amax(dim=1)\n    s = (blocks / a.clamp(min=1e-38)[:, None]).reshape(-1)\n    return torch.bucketize(s, code).clamp(max=15), a\n",
-            # rounds down
-            "def quantize_blocks(x, code, blocksize):\n    blocks = x.float().view(-1, blocksize)\n    a = blocks.abs().amax(dim=1)\n    s = (blocks / a.clamp(min=1e-38)[:, None]).reshape(-1)\n    return (torch.bucketize(s, code, right=True) - 1).clamp(min=0), a\n",
-        ],
-        "q4": [
-            # bitsandbytes' own layout, shape (n/2, 1): right bytes, wrong shape for this exercise
-            "def pack_pairs(idx):\n    return (idx[0::2] * 16 + idx[1::2]).to(torch.uint8)[:, None]\n",
-        ],
-    },
-    "03_double_quant": {
-        "q4": [
-            # rounds down: the last code value at or below
-            "def nearest_index(scaled, code):\n    return (torch.searchsorted(code, scaled, right=True) - 1).clamp(min=0)\n",
-        ],
-    },
-    "04_memory": {
-        "q1": [
-            # counts lm_head even when it is the embedding itself (tied)
-            "def llama_param_count(config):\n    h, i, v = config.hidden_size, config.intermediate_size, config.vocab_size\n    kv = config.num_key_value_heads * (h // config.num_attention_heads)\n    return config.num_hidden_layers * (2 * h * h + 2 * h * kv + 3 * h * i + 2 * h) + 2 * v * h + h\n",
-        ],
-        "q3": [
-            # forgets the batch
-            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * seq_len * config.hidden_size * bytes_per_value\n",
-            # forgets the sequence length
-            "def checkpointed_layer_inputs(config, batch_size, seq_len, bytes_per_value):\n    return config.num_hidden_layers * batch_size * config.hidden_size * bytes_per_value\n",
-        ],
-    },
-    "05_qlora_finetune": {
-        "q1": [
-            # trains only the EOS token: the completion's own tokens get -100
-            "def completion_only_example(tokenizer, prompt, completion):\n    p = tokenizer(prompt)['input_ids']\n    c = tokenizer(completion, add_special_tokens=False)['input_ids']\n    return {'input_ids': p + c + [tokenizer.eos_token_id], 'labels': [-100] * (len(p) + len(c)) + [tokenizer.eos_token_id]}\n",
-        ],
-    },
-}
-for _lesson, _qs in _MORE_WRONG.items():
-    for _q, _answers in _qs.items():
-        WRONG[_lesson][_q] = WRONG[_lesson][_q] + _answers
 
 # Other correct answers: the tests must pass on each (a right answer written another way never fails).
 ALTERNATIVES = {

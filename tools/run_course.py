@@ -45,19 +45,18 @@ def execute(path: Path, figures: Path, out: Path) -> float:
 
 
 def main(argv=None) -> int:
-    global OUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT, help="folder for the executed notebooks and SUMMARY.md")
-    OUT = ap.parse_args(argv).out.resolve()
-    OUT.mkdir(parents=True, exist_ok=True)
-    figures = OUT / "figures.jsonl"
+    out = ap.parse_args(argv).out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    figures = out / "figures.jsonl"
     figures.unlink(missing_ok=True)
     lessons = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     times, failed = {}, []
     for path in tqdm(lessons, desc="course notebooks", unit="notebook"):
         for attempt in (1, 2):
             try:
-                times[path.stem] = execute(path, figures, OUT)
+                times[path.stem] = execute(path, figures, out)
                 break
             except (TimeoutError, DeadKernelError) as err:
                 # a kernel that stops answering (seen rarely: client and kernel both idle) gets one more try
@@ -82,9 +81,9 @@ def main(argv=None) -> int:
     lines += [f"| {r['lesson']} | {r['key']} | {r['value']:,.4g} | {r['unit']} | {r['what']} |" for r in rows]
     if failed:
         lines += ["", f"**Failed:** {', '.join(failed)}"]
-    (OUT / "SUMMARY.md").write_text("\n".join(lines) + "\n")
+    (out / "SUMMARY.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"\nexecuted notebooks and SUMMARY.md are in {OUT}/")
+    print(f"\nexecuted notebooks and SUMMARY.md are in {out}/")
     return 1 if failed else 0
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "LoRALinear",
     "add_lora",
     "lora_layers",
+    "OneLinear",
     "lora_state_dict",
     "load_lora_state_dict",
     "count_parameters",
@@ -180,28 +181,23 @@ class LoRALinear(nn.Module):
             self.base.weight.data -= delta
         self.merged = False
 
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """The adapter's own tensors (``lora_A.weight``, ``lora_B.weight`` and ``magnitude``), cloned."""
-        return {k: v.detach().clone() for k, v in self.named_parameters() if not k.startswith("base.")}
-
-    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Swap in another adapter trained for this base (the layer must be unmerged)."""
-        if self.merged:
-            raise ValueError("unmerge() the layer before loading another adapter into it")
-        own = dict(self.named_parameters())
-        expected = {k for k in own if not k.startswith("base.")}
-        if set(state) != expected:
-            raise ValueError(f"adapter keys {sorted(state)} do not match this layer's {sorted(expected)}")
-        with torch.no_grad():
-            for k, v in state.items():
-                if own[k].shape != v.shape:
-                    raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(own[k].shape)}")
-                own[k].copy_(v)
-
     def extra_repr(self) -> str:
         kind = "DoRA" if self.use_dora else "LoRA"
         scale = f"alpha/sqrt(r)={self.scaling:.4g}" if self.use_rslora else f"alpha/r={self.scaling:.4g}"
         return f"{kind}: in={self.in_features}, out={self.out_features}, r={self.r}, {scale}, merged={self.merged}"
+
+
+class OneLinear(nn.Module):
+    """A model holding one linear layer named ``proj``: the smallest thing PEFT's ``get_peft_model`` can
+    wrap (``target_modules=["proj"]``), so a single layer can be compared with PEFT's on the same weights.
+    Input ``(..., in)``, output ``(..., out)``."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.proj = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
 
 
 def add_lora(
@@ -245,9 +241,6 @@ def add_lora(
             wrapped = LoRALinear(base, r, alpha, dropout, use_rslora, use_dora)
         else:
             wrapped = layer(base, r, alpha, dropout, use_rslora)
-            for p in wrapped.parameters():  # the layer class freezes its base; the adapter trains
-                if p is not base.weight and p is not getattr(base, "bias", None):
-                    p.requires_grad_(True)
         setattr(parent, child, wrapped)
     return names
 

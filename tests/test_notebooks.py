@@ -7,8 +7,12 @@ kernel, so the suite pays for every notebook only once.
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 
+import lesson_figures
+import nbformat
 import pytest
 from conftest import LESSONS, ROOT
 from notebook_harness import (
@@ -85,43 +89,75 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
     answer_cells = [c for c in filled.cells if "otter_answer_cell" in c.get("metadata", {}).get("tags", [])]
     for cell, (_, code) in zip(answer_cells, sorted(answers.items()), strict=True):
         cell.source = code
-    with kernel(filled, tmp_path) as (run, client):
-        execute_all(client, filled)
-        if lesson in REPRODUCES:
-            out = run(f"print('REPRODUCED', {REPRODUCES[lesson]})")
-            gap = float(out.split("REPRODUCED", 1)[1])
-            if gap > 0.03:
-                problems.append(f"the student notebook's seed-0 runs differ from the stored results by {gap:.3f}")
-        run(GRADE_HELPER)
-        for (question, answer), stub in zip(sorted(answers.items()), stub_cells, strict=True):
-            test_file = tests_dir / f"{question}.py"
-            function = re.search(r"^(?:def|class) (\w+)", answer, re.M).group(1)
-            # wrong: the learner's own check says so (public tests fail) and it scores nothing (hidden fail)
-            for label, code in [("stub", stub)] + [
-                (f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])
-            ]:
-                run(code)
-                public, hidden, score, report = grade(run, test_file)
-                if public:
-                    problems.append(f"{question}: the public tests pass on the {label}")
-                if hidden or score > 0:
-                    problems.append(f"{question}: the {label} scores {score}")
-            # cheats: may pass the public checks, must score nothing
-            cheats = CHEATS.get(lesson, {}).get(question, []) + [ALWAYS_EQUAL.replace("{name}", function)]
-            for i, code in enumerate(cheats):
-                run(code)
-                public, hidden, score, report = grade(run, test_file)
-                if hidden or score > 0:
-                    problems.append(f"{question}: cheat {i + 1} scores {score}:\n{code}")
-            # right, written another way or as the solution: passes everything, full points
-            for label, code in [(f"alternative {i + 1}", a) for i, a in enumerate(ALTERNATIVES[lesson][question])] + [
-                ("solution", answer)
-            ]:
-                run(code)
-                public, hidden, score, report = grade(run, test_file)
-                if not (public and hidden):
-                    problems.append(f"{question}: the tests fail on the {label}:\n{report[-3000:]}")
+    report = tmp_path / "figures.jsonl"
+    env = {"QLORA_COURSE_REPORT": str(report), "QLORA_COURSE_LESSON": lesson[:2]}
+    saved_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits them: the notebook records its figures
+    try:
+        with kernel(filled, tmp_path) as (run, client):
+            execute_all(client, filled)
+            _check_figures(lesson, report, problems)
+            # the executed notebook, for the website's browser test later in this session (tests/test_site.py)
+            executed = ROOT / "build" / "executed"
+            executed.mkdir(parents=True, exist_ok=True)
+            nbformat.write(filled, executed / f"{lesson}.ipynb")
+            _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     assert not problems, "\n".join(problems)
+
+
+def _check_figures(lesson: str, report, problems: list[str]) -> None:
+    """The numbers the lecture notes quote agree with this run's figures (and the committed snapshot's)."""
+    rows = [json.loads(line) for line in report.read_text().splitlines()] if report.exists() else []
+    live = {r["key"]: r["value"] for r in rows}
+    snap = lesson_figures.snapshot()
+    missing = sorted(k for k, v in snap.items() if v["lesson"] == lesson[:2] and k not in live)
+    if missing:
+        problems.append(f"the snapshot has figures this run did not record: {missing}")
+    problems += [f"fresh run: {d}" for d in lesson_figures.disagreements(live, lesson[:2])]
+
+
+def _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems) -> None:
+    """Each exercise's tests pass on the solution and fail on the stub, wrong answers and cheats."""
+    if lesson in REPRODUCES:
+        out = run(f"print('REPRODUCED', {REPRODUCES[lesson]})")
+        gap = float(out.split("REPRODUCED", 1)[1])
+        if gap > 0.03:
+            problems.append(f"the student notebook's seed-0 runs differ from the stored results by {gap:.3f}")
+    run(GRADE_HELPER)
+    for (question, answer), stub in zip(sorted(answers.items()), stub_cells, strict=True):
+        test_file = tests_dir / f"{question}.py"
+        function = re.search(r"^(?:def|class) (\w+)", answer, re.M).group(1)
+        # wrong: the learner's own check says so (public tests fail) and it scores nothing (hidden fail)
+        for label, code in [("stub", stub)] + [
+            (f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])
+        ]:
+            run(code)
+            public, hidden, score, report = grade(run, test_file)
+            if public:
+                problems.append(f"{question}: the public tests pass on the {label}")
+            if hidden or score > 0:
+                problems.append(f"{question}: the {label} scores {score}")
+        # cheats: may pass the public checks, must score nothing
+        cheats = CHEATS.get(lesson, {}).get(question, []) + [ALWAYS_EQUAL.replace("{name}", function)]
+        for i, code in enumerate(cheats):
+            run(code)
+            public, hidden, score, report = grade(run, test_file)
+            if hidden or score > 0:
+                problems.append(f"{question}: cheat {i + 1} scores {score}:\n{code}")
+        # right, written another way or as the solution: passes everything, full points
+        for label, code in [(f"alternative {i + 1}", a) for i, a in enumerate(ALTERNATIVES[lesson][question])] + [
+            ("solution", answer)
+        ]:
+            run(code)
+            public, hidden, score, report = grade(run, test_file)
+            if not (public and hidden):
+                problems.append(f"{question}: the tests fail on the {label}:\n{report[-3000:]}")
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

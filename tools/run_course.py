@@ -1,7 +1,12 @@
 """Execute every solution notebook headlessly and write a one-page summary (``make course``).
 
 Writes into ``course-output/`` (git-ignored): the executed notebooks, ``figures.jsonl`` (every key
-figure a notebook recorded with ``qlora_course.report.record``) and ``SUMMARY.md``.
+figure a notebook recorded with ``qlora_course.report.record``) and ``SUMMARY.md``; and the committed
+snapshot ``lessons/figures.json``, the figures the lecture notes may quote (``tests/test_lesson_figures.py``
+checks every number in ``lessons/`` against it, and the notebook tests check it against a fresh run).
+
+    python tools/run_course.py              # every lesson
+    python tools/run_course.py --only 03    # one lesson: its figures are replaced, the others kept
 """
 
 from __future__ import annotations
@@ -20,6 +25,16 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "course-output"
+SNAPSHOT = ROOT / "lessons" / "figures.json"
+
+
+def update_snapshot(rows: list[dict], lessons: set[str], path: Path = SNAPSHOT) -> None:
+    """Replace the figures of ``lessons`` in the snapshot by ``rows`` (``{key: {lesson, value, ...}}``)."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    new = {k: v for k, v in old.items() if v["lesson"] not in lessons}
+    for r in rows:
+        new[r["key"]] = {k: r.get(k) for k in ("lesson", "value", "unit", "what", "varies")}
+    path.write_text(json.dumps(dict(sorted(new.items())), indent=1, ensure_ascii=False) + "\n")
 
 
 CELL_TIMEOUT = 600  # seconds; the slowest cell (lesson 5's three methods) takes about two minutes on 2 cores
@@ -47,11 +62,22 @@ def execute(path: Path, figures: Path, out: Path) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT, help="folder for the executed notebooks and SUMMARY.md")
-    out = ap.parse_args(argv).out.resolve()
+    ap.add_argument("--only", nargs="*", default=None, metavar="NN", help="run only these lessons (01 03 ...)")
+    args = ap.parse_args(argv)
+    out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures.jsonl"
-    figures.unlink(missing_ok=True)
     lessons = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    if args.only is not None:
+        unknown = set(args.only) - {p.stem[:2] for p in lessons}
+        if unknown:
+            ap.error(f"no lesson {sorted(unknown)}; lessons are {[p.stem[:2] for p in lessons]}")
+        lessons = [p for p in lessons if p.stem[:2] in args.only]
+    run = {p.stem[:2] for p in lessons}
+    kept = []  # figures of the lessons not run this time
+    if figures.exists():
+        kept = [line for line in figures.read_text().splitlines() if json.loads(line)["lesson"] not in run]
+    figures.write_text("".join(line + "\n" for line in kept))
     times, failed = {}, []
     for path in tqdm(lessons, desc="course notebooks", unit="notebook"):
         for attempt in (1, 2):
@@ -68,6 +94,8 @@ def main(argv=None) -> int:
                 print(f"\n{path.name} failed:\n{str(err)[-2000:]}", file=sys.stderr)
                 break
     rows = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
+    done = {name[:2] for name in times} - {name[:2] for name in failed}
+    update_snapshot([r for r in rows if r["lesson"] in done], done)
     lines = [
         "# QLoRA course: key figures from the last `make course` run",
         "",

@@ -13,8 +13,13 @@ import os
 __all__ = ["record"]
 
 
-def record(key: str, value: float, unit: str = "", what: str = "", lesson: str | None = None) -> float:
-    """Remember one key figure; returns ``value`` so it can be used inline."""
+def record(
+    key: str, value: float, unit: str = "", what: str = "", lesson: str | None = None, varies: bool = False
+) -> float:
+    """Remember one key figure; returns ``value`` so it can be used inline.
+
+    ``varies=True`` marks a figure that differs from machine to machine (a timing): the lecture notes may
+    not quote it (``tests/test_lesson_figures.py``), they point to the cell instead."""
     path = os.environ.get("QLORA_COURSE_REPORT")
     if path:
         line = {
@@ -23,6 +28,7 @@ def record(key: str, value: float, unit: str = "", what: str = "", lesson: str |
             "value": float(value),
             "unit": unit,
             "what": what,
+            "varies": bool(varies),
         }
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")

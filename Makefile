@@ -10,13 +10,14 @@
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
 #   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files: grades/gradebook.csv + feedback
 #   make slides     lecture notes -> reveal.js slide decks in build/slides/
+#   make site       the course as a website in build/site/ (from course-output/; runs make course if a copy is missing)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast bench lint format drift course notebooks check-notebooks grade slides clean
+.PHONY: setup test test-fast bench lint format drift course notebooks check-notebooks grade slides site clean
 
 setup: $(STAMP)
 
@@ -65,6 +66,11 @@ grade: $(STAMP)
 
 slides: $(STAMP)
 	$(BIN)/python tools/build_slides.py
+
+EXECUTED ?= course-output
+
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py --executed $(EXECUTED) --run-missing
 
 clean:
 	rm -rf build course-output grades .pytest_cache

@@ -1,0 +1,121 @@
+"""The site builder's parts that need no executed notebook: link rewriting, display math, widgets, the
+offline link checker (``tools/build_site.py``; the built site itself is tested in test_site.py)."""
+
+import build_site
+import nbformat
+import pytest
+
+
+def test_readme_links_become_pages_downloads_and_repository_links():
+    pages = {"index.md", "solutions/01_lowrank_lora.ipynb", "lessons/01-lowrank-lora.md"}
+    readme = (
+        "[solved](solutions/01_lowrank_lora.ipynb) [notes](lessons/01-lowrank-lora.md) "
+        "[01_lowrank_lora](notebooks/01_lowrank_lora.ipynb) [guide](CONTRIBUTING.md) "
+        f"[![Open In Colab]({build_site.COLAB_BADGE})](https://colab.research.google.com/x.ipynb)"
+    )
+    out = build_site.relink(readme, "README.md", pages)
+    repo, branch = build_site.repository()
+    assert "[solved](solutions/01_lowrank_lora.ipynb)" in out
+    assert "[notes](lessons/01-lowrank-lora.md)" in out
+    assert "{download}`01_lowrank_lora <notebooks/01_lowrank_lora.ipynb>`" in out
+    assert f"[guide](https://github.com/{repo}/blob/{branch}/CONTRIBUTING.md)" in out
+    assert "[![Open In Colab](_static/colab-badge.svg)](https://colab.research.google.com/x.ipynb)" in out
+
+
+def test_notes_links_keep_their_place_and_anchor():
+    pages = {"index.md", "solutions/02_nf4.ipynb", "lessons/02-nf4.md"}
+    notes = "[§2](../solutions/02_nf4.ipynb#2-the-code) [README](../README.md) [student](../notebooks/02_nf4.ipynb)"
+    out = build_site.relink(notes, "lessons/02-nf4.md", pages)
+    assert "[§2](../solutions/02_nf4.ipynb#2-the-code)" in out
+    assert "[README](../index.md)" in out
+    assert "{download}`student <../notebooks/02_nf4.ipynb>`" in out
+
+
+def test_a_link_to_a_file_that_does_not_exist_stops_the_build():
+    with pytest.raises(FileNotFoundError, match="no-such-file.md"):
+        build_site.relink("[x](no-such-file.md)", "README.md", {"index.md"})
+
+
+def test_code_blocks_are_left_alone():
+    text = "```bash\n[x](no-such-file.md)\n$$\n```\n"
+    assert build_site.relink(text, "README.md", {"index.md"}) == text
+
+
+def test_display_math_gets_its_own_paragraph():
+    text = "With $\\delta$:\n$$a = 1;\n  b = 2$$\n$$c = 3$$\nIn code: x.\n"
+    assert (
+        build_site.display_math_blocks(text) == "With $\\delta$:\n\n$$a = 1;\n  b = 2$$\n\n$$c = 3$$\n\nIn code: x.\n"
+    )
+
+
+def _widget_state(models: dict) -> dict:
+    return {mid: {"model_name": name, "state": state} for mid, (name, state) in models.items()}
+
+
+def test_a_progress_bar_becomes_its_last_line():
+    state = _widget_state(
+        {
+            "bar": ("HBoxModel", {"children": ["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_c"]}),
+            "a": ("HTMLModel", {"value": "Loading\u2007weights:\u2007100%"}),
+            "b": ("FloatProgressModel", {"value": 75.0, "max": 75.0}),
+            "c": ("HTMLModel", {"value": "\u200775/75\u2007[00:00&lt;00:00]"}),
+        }
+    )
+    view = nbformat.v4.new_output("display_data", data={build_site.WIDGET_VIEW: {"model_id": "bar"}})
+    [out] = build_site.static_outputs(view, state, "01_lowrank_lora")
+    assert out["output_type"] == "stream"
+    assert out["text"] == "Loading weights: 100%|██████████| 75/75 [00:00<00:00]\n"
+
+
+def test_a_live_slider_shows_its_last_figure_and_a_note():
+    figure = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}, "metadata": {}}
+    state = _widget_state(
+        {
+            "box": ("VBoxModel", {"children": ["IPY_MODEL_s", "IPY_MODEL_o"]}),
+            "s": ("IntSliderModel", {"value": 4}),
+            "o": ("OutputModel", {"outputs": [figure]}),
+        }
+    )
+    view = nbformat.v4.new_output("display_data", data={build_site.WIDGET_VIEW: {"model_id": "box"}})
+    shown, note = build_site.static_outputs(view, state, "01_lowrank_lora")
+    assert shown["data"]["image/png"] == "iVBOR"
+    assert "static-widget" in note["data"]["text/html"]
+    assert build_site.colab_url("01_lowrank_lora") in note["data"]["text/html"]
+
+
+def test_a_headless_static_figure_gets_its_note_after_the_figure(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("show_rank()")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "stream",
+            name="stdout",
+            text="before\n(static figure at {'r': 4}; run the notebook in Jupyter or Colab to move the controls)\n",
+        ),
+        nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure>"}),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# Lesson\n[![Open In Colab]({build_site.COLAB_BADGE})](x)"), cell]
+    nbformat.write(nb, tmp_path / "01_lowrank_lora.ipynb")
+    out = build_site.prepare_notebook(tmp_path / "01_lowrank_lora.ipynb", "01_lowrank_lora")
+    kinds = [o.get("name") or next(iter(o["data"])) for o in out.cells[2].outputs]
+    assert kinds == ["stdout", "image/png", "text/html"]
+    assert out.cells[2].outputs[0]["text"] == "before\n"
+    assert "drawn once at r = 4" in out.cells[2].outputs[2]["data"]["text/html"]
+    assert "../_static/colab-badge.svg" in out.cells[0].source
+    assert "{download}`download the student notebook <../notebooks/01_lowrank_lora.ipynb>`" in out.cells[1].source
+
+
+def test_link_checker_finds_missing_files_anchors_and_internet_loads(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "index.html").write_text(
+        '<a href="sub/page.html#here">ok</a> <a href="sub/page.html#gone">anchor</a> <a href="nope.html">file</a>'
+        '<a href="https://example.org">external, not fetched</a> <img src="https://example.org/x.png">'
+        '<a href="#top">self</a><div id="top"></div>'
+    )
+    (tmp_path / "sub" / "page.html").write_text('<h2 id="here">x</h2><a href="../index.html">up</a>')
+    problems = build_site.check_links(tmp_path)
+    assert problems == [
+        "index.html: sub/page.html#gone -> no #gone on that page",
+        "index.html: nope.html -> no such file",
+        "index.html: <img src> loads https://example.org/x.png from the internet",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -11,7 +12,13 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from qlora_course.data import make_corpus, make_task_data, make_task_examples
-from qlora_course.evaluation import exact_match, generate_completions, perplexity
+from qlora_course.evaluation import (
+    bootstrap_interval,
+    exact_match,
+    generate_completions,
+    perplexity,
+    token_agreement,
+)
 from qlora_course.finetune import IGNORE_INDEX, collate, tokenize_example
 from qlora_course.models import course_model_path, weight_normality, weight_normality_report
 from qlora_course.profiles import (
@@ -285,6 +292,33 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(tokenizer):
 
     ppl = perplexity(Uniform(), tokenizer, ["Mira has a cat.", "Tom lives in Rome. Tom is a cook."], progress=False)
     assert math.isclose(ppl, len(tokenizer), rel_tol=1e-6)  # float32 log-softmax
+
+
+def test_token_agreement_is_zero_kl_for_the_same_model_and_gives_perplexity(course_model, course_tokenizer):
+    from qlora_course import nf4
+
+    texts = ["Mira has a cat.", "Tom lives in Rome. Tom is a cook.", "Ana likes tea."]
+    same = token_agreement(course_model, course_model, course_tokenizer, texts, batch_size=2, progress=False)
+    assert same["kl"].shape == (3,) and same["kl"].abs().max() < 1e-6 and bool((same["top1"] == 1).all())
+    m = copy.deepcopy(course_model)
+    with torch.no_grad():
+        nf4.quantize_model_weights(m, "e3m0", 64)
+    r = token_agreement(course_model, m, course_tokenizer, texts, batch_size=2, progress=False)
+    assert bool((r["kl"] > 0).all()), "a quantized model moves every story's predictions"
+    ppl = math.exp(r["nll"].sum() / r["tokens"].sum())
+    assert ppl == pytest.approx(perplexity(m, course_tokenizer, texts, progress=False), rel=1e-4)
+    with pytest.raises(ValueError, match="at least one text"):
+        token_agreement(course_model, m, course_tokenizer, [], progress=False)
+
+
+def test_bootstrap_interval_is_repeatable_and_covers_the_mean():
+    x = torch.arange(100, dtype=torch.float64)
+    mean, lo, hi = bootstrap_interval(x)
+    assert mean == 49.5 and lo < mean < hi and (lo, hi) == bootstrap_interval(x)[1:]
+    assert bootstrap_interval(torch.full((10,), 2.0)) == (2.0, 2.0, 2.0)
+    for bad, msg in [(torch.tensor([1.0]), "at least 2"), (torch.tensor([1.0, float("nan")]), "NaN")]:
+        with pytest.raises(ValueError, match=msg):
+            bootstrap_interval(bad)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from qlora_course.estimator import (
+    TrainingSetup,
     activation_items,
     adamw8bit_state_bytes,
     estimate_training_memory,
@@ -21,7 +22,7 @@ from qlora_course.llama import LLAMA_LINEAR
 from qlora_course.meters import LiveBytes, measure_training_memory, saved_tensor_bytes
 from qlora_course.methods import nf4_config
 from qlora_course.models import course_model_path
-from qlora_course.paging import PagingSimulator, training_trace
+from qlora_course.paging import PagingSimulator, trace_from_estimates, training_trace
 
 PARTS = ["weights", "quant_constants", "lora_weights", "gradients", "optimizer_state", "activations"]
 # a larger random Llama: wider, 32 query heads over 8 key/value heads, a bigger vocabulary
@@ -290,6 +291,26 @@ def test_paging_cannot_help_when_activations_alone_do_not_fit():
     trace = training_trace(2, 400 * MIB, 100 * MIB, 700 * MIB)
     r = PagingSimulator(1000 * MIB).run(trace, 400 * MIB, 100 * MIB)
     assert r.oom and r.oom_at == 0
+
+
+def test_paging_frees_at_most_the_optimizer_state_of_an_estimated_run():
+    """A trace built from the estimator: a spike that overshoots the budget by less than the optimizer
+    state gets through with paging, one that overshoots by more does not."""
+    cfg = LlamaConfig(
+        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32
+    )
+    setup = TrainingSetup("qlora", 1, 512, lora_r=64, optimizer="adamw32bit", gradient_checkpointing=True)
+    steady = estimate_training_memory(cfg, setup)
+    for seq, survives in [(2048, True), (8192, False)]:
+        spike = estimate_training_memory(cfg, setup, seq_len=seq)
+        trace, resident, state = trace_from_estimates(steady, spike)
+        assert state == int(steady.optimizer_state) and resident + state + int(steady.activations) < steady.total + 1
+        budget = int(spike.total) - (int(state * 0.5) if survives else int(state * 1.5))  # overshoot: half / 1.5x
+        plain = PagingSimulator(budget, paged=False).run(trace, resident, state)
+        paged = PagingSimulator(budget, paged=True).run(trace, resident, state)
+        assert plain.oom and paged.oom is not survives
+    with pytest.raises(ValueError, match="differ only in activations"):
+        trace_from_estimates(steady, estimate_training_memory(cfg, setup, lora_r=8))
 
 
 # --------------------------------------------------------------------------------------------------

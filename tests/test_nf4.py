@@ -12,6 +12,7 @@ from qlora_course.nf4 import (
     VALID_BLOCKSIZES,
     dequantize_blockwise_4bit,
     dequantize_nf4,
+    e3m0_code,
     fp4_code,
     int4_code,
     nf4_code,
@@ -33,6 +34,14 @@ def test_fp4_code_is_bitsandbytes_table_and_int4_is_symmetric():
     assert torch.equal(fp4_code(), bnbF.get_4bit_type("fp4", device="cpu"))
     c = int4_code()
     assert c.numel() == 15 and torch.equal(c, -c.flip(0)) and (c == 0).sum() == 1
+
+
+def test_e3m0_code_is_signed_powers_of_two_and_zero():
+    c = e3m0_code()
+    assert c.numel() == 15 and torch.equal(c, c.sort().values) and torch.equal(c, -c.flip(0))
+    positive = c[c > 0]
+    assert torch.equal(positive, 2.0 ** torch.arange(-6, 1, dtype=torch.float32)), "3 exponent bits, no mantissa"
+    assert (c == 0).sum() == 1 and c.max() == 1
 
 
 def _cases():

@@ -1,5 +1,6 @@
-"""Evaluating a causal language model: perplexity, next-token losses of completions, exact match with
-batched greedy generation, multiple-choice accuracy and the majority baseline (lessons 2 to 5)."""
+"""Evaluating a causal language model: perplexity, how closely a quantized model follows the 16-bit one
+(token KL divergence, top-1 agreement, with bootstrap intervals), next-token losses of completions, exact
+match with batched greedy generation, multiple-choice accuracy and the majority baseline (lessons 2 to 5)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ __all__ = [
     "choice_accuracy",
     "majority_accuracy",
     "perplexity",
+    "token_agreement",
+    "bootstrap_interval",
 ]
 
 
@@ -316,3 +319,63 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
             total += nll
             count += n_tokens
     return math.exp(total / count)
+
+
+def token_agreement(reference, model, tokenizer, texts: list[str], batch_size: int = 16, progress: bool = True):
+    """How closely ``model`` follows ``reference`` on ``texts``, token by token, each text scored on its own
+    with ``<s> text </s>`` (as :func:`perplexity`).
+
+    Returns four float64 tensors of shape ``(len(texts),)``, per text: ``"kl"``, the mean over its predicted
+    positions of KL(reference || model) of the next-token distributions, in nats; ``"top1"``, the share of
+    positions where both models' most likely next token is the same; ``"nll"``, ``model``'s summed
+    next-token loss, and ``"tokens"``, the number of positions (so ``exp(nll.sum() / tokens.sum())`` is
+    :func:`perplexity`). Per-text values let :func:`bootstrap_interval` resample texts.
+    """
+    if not texts:
+        raise ValueError("token_agreement needs at least one text")
+    if reference.config.vocab_size != model.config.vocab_size:
+        raise ValueError(
+            f"the models have different vocabularies ({reference.config.vocab_size} vs "
+            f"{model.config.vocab_size}): compare two versions of the same model"
+        )
+    out = {"kl": [], "top1": [], "nll": [], "tokens": []}
+    reference.eval()
+    model.eval()
+    device = next(model.parameters()).device
+    with bnb_training_path(model), torch.no_grad():
+        for start in tqdm(range(0, len(texts), batch_size), desc="agreement", disable=not progress, leave=False):
+            batch = [t + tokenizer.eos_token for t in texts[start : start + batch_size]]
+            enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
+            logp_ref = reference(**enc).logits[:, :-1].float().log_softmax(-1)
+            logp = model(**enc).logits[:, :-1].float().log_softmax(-1)
+            mask = (enc["attention_mask"][:, 1:] * enc["attention_mask"][:, :-1]).double()  # a next token exists
+            kl = (logp_ref.exp() * (logp_ref - logp)).sum(-1).double()
+            same = (logp_ref.argmax(-1) == logp.argmax(-1)).double()
+            nll = -logp.gather(-1, enc["input_ids"][:, 1:, None])[..., 0].double()
+            n = mask.sum(1)
+            out["kl"].append((kl * mask).sum(1) / n.clamp(min=1))
+            out["top1"].append((same * mask).sum(1) / n.clamp(min=1))
+            out["nll"].append((nll * mask).sum(1))
+            out["tokens"].append(n)
+    return {k: torch.cat(v).cpu() for k, v in out.items()}
+
+
+def bootstrap_interval(values: torch.Tensor, level: float = 0.95, n_boot: int = 2000, seed: int = 0):
+    """``(mean, low, high)``: the mean of ``values`` (shape ``(n,)``, one per text) and a percentile bootstrap
+    interval at ``level``, from ``n_boot`` resamples of the texts with a fixed seed (repeatable).
+
+    For a paired comparison pass the per-text differences of two models: the interval then says whether
+    the data separate them (it excludes 0) or cannot (it contains 0).
+    """
+    values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if values.numel() < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 values, got {values.numel()}")
+    if not torch.isfinite(values).all():
+        raise ValueError("values contain NaN or infinity")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, values.numel(), (n_boot, values.numel()), generator=g)
+    means = values[idx].mean(1)
+    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return values.mean().item(), lo, hi

@@ -230,7 +230,18 @@ def dequantize_nf4(
     return dequantize_blockwise_4bit(packed, absmax, shape, nf4_code(), blocksize, dtype)
 
 
-CODES = {"nf4": nf4_code, "fp4": fp4_code, "int4": int4_code}
+def e3m0_code() -> torch.Tensor:
+    """A 4-bit float with 3 exponent bits and no mantissa (the QLoRA paper's "Float4 (E3M0)"), float32, sorted.
+
+    Magnitudes are powers of two, ``2**-6 .. 2**0``, plus an exact 0 (exponent field 0); with the sign bit
+    that is 16 codes and 15 distinct values (+0 and -0 coincide). Each step up doubles the value: dense
+    near zero, coarse near the absmax.
+    """
+    mags = 2.0 ** torch.arange(-6, 1, dtype=torch.float32)
+    return torch.cat([-mags.flip(0), torch.zeros(1), mags])
+
+
+CODES = {"nf4": nf4_code, "fp4": fp4_code, "int4": int4_code, "e3m0": e3m0_code}
 
 
 def _code(name_or_code) -> torch.Tensor:
@@ -242,7 +253,7 @@ def _code(name_or_code) -> torch.Tensor:
 
 
 def round_trip(x: torch.Tensor, code="nf4", blocksize: int = 64) -> torch.Tensor:
-    """Quantize and dequantize ``x`` with ``code`` ("nf4", "fp4", "int4" or a tensor): same shape and dtype."""
+    """Quantize and dequantize ``x`` with ``code`` ("nf4", "fp4", "int4", "e3m0" or a tensor): same shape and dtype."""
     c = _code(code)
     packed, absmax = quantize_blockwise_4bit(x, c, blocksize)
     return dequantize_blockwise_4bit(packed, absmax, x.shape, c, blocksize, x.dtype)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .estimator import _positive_int
 
-__all__ = ["PagingResult", "training_trace", "PagingSimulator"]
+__all__ = ["PagingResult", "training_trace", "trace_from_estimates", "PagingSimulator"]
 
 
 @dataclass
@@ -168,3 +168,23 @@ class PagingSimulator:
             used.append(need + resident * self.page_bytes)
             res_hist.append(resident * self.page_bytes)
         return PagingResult(False, None, used, res_hist, to_host, to_device, faults, seconds, labels)
+
+
+def trace_from_estimates(steady, spike, steps: int = 6, spike_step: int = 3):
+    """A trace for :class:`PagingSimulator` built from two :class:`~qlora_course.estimator.MemoryEstimate`
+    objects of one training run: ``steady`` for the usual batch, ``spike`` for one long batch at
+    ``spike_step``. Returns ``(trace, resident, optimizer_state)`` in bytes, where ``resident`` is what
+    never pages (weights, quantization constants, adapters, gradients) and ``optimizer_state`` what a
+    paged optimizer can move to the host.
+    """
+    parts = ("weights", "quant_constants", "lora_weights", "gradients", "optimizer_state")
+    if any(getattr(steady, p) != getattr(spike, p) for p in parts):
+        raise ValueError("steady and spike must differ only in activations (the same model, method and optimizer)")
+    if not steady.activations > 0:
+        raise ValueError("the steady estimate has no activations")
+    resident = int(steady.weights + steady.quant_constants + steady.lora_weights + steady.gradients)
+    state = int(steady.optimizer_state)
+    trace = training_trace(
+        steps, resident, state, int(steady.activations), spike_step, spike.activations / steady.activations
+    )
+    return trace, resident, state

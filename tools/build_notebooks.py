@@ -9,6 +9,11 @@ For every ``solutions/NN_topic.ipynb`` (the single source):
 3. copy the student notebook, outputs cleared, to ``notebooks/`` and its *public* tests to
    ``src/qlora_course/exercise_tests/NN_topic/``.
 
+``--grading`` builds only what ``make grade`` needs, into ``build/grading/<lesson>/`` (it writes nothing
+else and runs no otter): ``reference.ipynb``, the solution with its test cells replaced by
+``grader.check("qN")`` cells (what a student notebook with every answer right looks like), and
+``questions.json``, each question's points.
+
 ``--check`` writes nothing in the repository: it builds into a temporary folder and exits 1, listing
 the files, if the committed student notebooks or public tests differ from what the build gives.
 """
@@ -99,6 +104,53 @@ def build(notebooks_dir: Path, tests_dir: Path, assign_root: Path) -> list[str]:
     return lessons
 
 
+def grading_reference(solution: Path) -> tuple[dict, dict[str, float]]:
+    """The reference notebook of ``solution`` for the grader, and its questions' points.
+
+    Raw otter markers go; the cells between ``# BEGIN TESTS`` and ``# END TESTS`` (public and hidden
+    tests) become one ``grader.check("qN")`` cell, where a student notebook has it."""
+    nb = json.loads(solution.read_text(encoding="utf-8"))
+    cells, points, question, in_tests = [], {}, None, False
+    for cell in nb["cells"]:
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "raw":
+            if src.startswith("# BEGIN QUESTION"):
+                question = re.search(r"name:\s*(\S+)", src).group(1)
+                points[question] = float(re.search(r"points:\s*([\d.]+)", src).group(1))
+            elif src.startswith("# BEGIN TESTS"):
+                in_tests = True
+            elif src.startswith("# END TESTS"):
+                in_tests = False
+                cells.append(
+                    {
+                        "cell_type": "code",
+                        "metadata": {},
+                        "outputs": [],
+                        "execution_count": None,
+                        "source": f'grader.check("{question}")',
+                    }
+                )
+            continue
+        if not in_tests:
+            cells.append(cell)
+    return {**nb, "cells": cells}, points
+
+
+def build_grading(out: Path = ROOT / "build" / "grading") -> list[str]:
+    """Write ``out/<lesson>/reference.ipynb`` and ``questions.json`` for every lesson; returns the lessons."""
+    lessons = []
+    for solution in sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):
+        reference, points = grading_reference(solution)
+        folder = out / solution.stem
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in (("reference.ipynb", reference), ("questions.json", points)):
+            tmp = folder / f".{name}.tmp"
+            tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+            tmp.replace(folder / name)
+        lessons.append(solution.stem)
+    return lessons
+
+
 def differences(tmp: Path) -> list[str]:
     diffs = []
     for built in sorted((tmp / "notebooks").glob("*.ipynb")):
@@ -116,7 +168,12 @@ def differences(tmp: Path) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report drift; change nothing")
+    parser.add_argument("--grading", action="store_true", help="only build/grading/ (what `make grade` needs)")
     args = parser.parse_args()
+    if args.grading:
+        lessons = build_grading()
+        print(f"grading references for {len(lessons)} lesson(s) in build/grading/")
+        return 0
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)

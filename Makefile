@@ -8,7 +8,7 @@
 #   make drift      fast tests + notebooks in the environments pinned in drift/ (Colab's, the newest)
 #   make course     execute every solution notebook; executed copies and SUMMARY.md in course-output/
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
-#   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files: grades/gradebook.csv + feedback
+#   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files in a sandbox: grades/gradebook.csv
 #   make slides     lecture notes -> reveal.js slide decks in build/slides/
 #   make site       the course as a website in build/site/ (from course-output/; runs make course if a copy is missing)
 
@@ -56,13 +56,14 @@ check-notebooks: $(STAMP)
 	$(BIN)/python tools/build_notebooks.py --check
 
 GRADES ?= grades
-TIMEOUT ?= 600
+CPU_LIMIT ?= 600
+MEMORY_LIMIT ?= 8
 JOBS ?= 1
+UNSAFE ?=
 
 grade: $(STAMP)
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions [GRADES=grades TIMEOUT=600 JOBS=1]"; exit 2; }
-	$(BIN)/python tools/build_notebooks.py
-	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --out "$(GRADES)" --timeout $(TIMEOUT) --jobs $(JOBS)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions [GRADES=grades CPU_LIMIT=600 MEMORY_LIMIT=8 JOBS=1 UNSAFE=1]"; exit 2; }
+	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --out "$(GRADES)" --cpu-limit $(CPU_LIMIT) --memory-limit $(MEMORY_LIMIT) --jobs $(JOBS) $(if $(UNSAFE),--unsafe)
 
 slides: $(STAMP)
 	$(BIN)/python tools/build_slides.py

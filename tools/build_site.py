@@ -149,15 +149,16 @@ def display_math_blocks(markdown: str) -> str:
 
 def home_page(readme: str, site_pages: set[str]) -> str:
     """The README as the home page, with the site's table of contents (hidden: the sidebar shows it)."""
-    toc_lessons = "\n".join(f"solutions/{name}" for name in lessons())
-    toc_notes = "\n".join(f"lessons/{p.stem}" for p in sorted((ROOT / "lessons").glob("*.md")))
+    notes = sorted((ROOT / "lessons").glob("*.md"))
+
+    def toctree(caption: str, entries: list[str]) -> str:
+        return "\n```{toctree}\n:hidden:\n:caption: " + caption + "\n\n" + "\n".join(entries) + "\n```\n"
+
     return (
         relink(readme, "README.md", site_pages)
-        + "\n\n```{toctree}\n:hidden:\n:caption: Lessons (solved, with outputs)\n\n"
-        + toc_lessons
-        + "\n```\n\n```{toctree}\n:hidden:\n:caption: Lecture notes\n\n"
-        + toc_notes
-        + "\n```\n"
+        + toctree("Lessons (solved, with outputs)", [f"solutions/{name}" for name in lessons()])
+        + toctree("Lecture notes", [f"lessons/{p.stem}" for p in notes if p.name[:2].isdigit()])
+        + toctree("For instructors", [f"lessons/{p.stem}" for p in notes if not p.name[:2].isdigit()])
     )
 
 
@@ -383,7 +384,8 @@ def build(executed: Path, out: Path, run_missing: bool = False) -> Path:
         import run_course
 
         print(f"no executed copy of {', '.join(missing)} in {executed}: running the course first", flush=True)
-        run_course.main(["--out", str(executed)])
+        if run_course.main(["--out", str(executed)]) != 0:
+            raise RuntimeError("`make course` failed: see its report above; the site is not built")
         missing = missing_executed(executed)
     if missing:
         raise FileNotFoundError(

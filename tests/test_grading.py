@@ -100,9 +100,10 @@ if os.fork() == 0:
 LEAK = """
 import glob, os
 secrets = []
-for path in glob.glob('/**/*', recursive=True):
+for root in ('/grader', '/submission', '/work', '/tmp', '/root'):
+  for path in glob.glob(root + '/**', recursive=True):
     if 'reference' in path or 'autograder' in path or 'HIDDEN' in path:
-        secrets.append(path)
+      secrets.append(path)
 seen = []
 def centre_and_scale(absmax, blocksize=256):
     seen.append(absmax)
@@ -139,7 +140,7 @@ def _submissions(root):
         "alt": notebook(_solved(**alt)),  # other right answers
         "bob": notebook({}),  # the untouched stub
         "carol": notebook({"q1": _solved()["q1"]}),  # partly done
-        "dave": notebook(_solved(q2=_solved()["q2"] + "\nraise RuntimeError('a bug in my answer')\n")),
+        "dave": notebook(_solved(q2="def dynamic_map_signed():\n    raise RuntimeError('a bug in my answer')\n")),
         "erin": notebook(_solved(), {"q2": "import os\nos._exit(0)\n"}),  # leaves after q2's check
         "ada": notebook(_solved(), {"q1": "while True:\n    pass\n"}),  # an endless loop after q1
         "frank": notebook(_solved(q5="")),  # deleted the last answer
@@ -197,7 +198,7 @@ def test_honest_outcomes(graded):
     assert _points(rows, "ivan") == FULL  # misnamed "03_Double_Quant (1).ipynb": matched
     assert _points(rows, "bob") == NONE and _points(rows, "yan") == NONE
     assert _points(rows, "carol") == {**NONE, "q1": 1}
-    assert _points(rows, "dave") == {**FULL, "q2": 0}  # raises: its other answers keep their points
+    assert _points(rows, "dave") == {**FULL, "q2": 0}  # q2 raises: the other answers keep their points
     assert _points(rows, "erin") == {**NONE, "q1": 1, "q2": 2}  # os._exit after q2: q1 and q2 kept
     assert _points(rows, "ada") == {**NONE, "q1": 1}  # loops after q1: stopped by the CPU limit, q1 kept
     assert _points(rows, "frank") == {**FULL, "q5": 0}

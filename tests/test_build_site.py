@@ -119,3 +119,14 @@ def test_link_checker_finds_missing_files_anchors_and_internet_loads(tmp_path):
         "index.html: nope.html -> no such file",
         "index.html: <img src> loads https://example.org/x.png from the internet",
     ]
+
+
+def test_a_copy_that_stopped_part_way_counts_as_missing(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", execution_count=1), nbformat.v4.new_code_cell("")]
+    nbformat.write(nb, tmp_path / "done.ipynb")
+    assert build_site.unexecuted_cell(tmp_path / "done.ipynb") is None  # an empty cell never runs
+    nb.cells.append(nbformat.v4.new_code_cell("y = 2"))
+    nbformat.write(nb, tmp_path / "stopped.ipynb")
+    assert build_site.unexecuted_cell(tmp_path / "stopped.ipynb") == 2
+    assert build_site.unexecuted_cell(tmp_path / "absent.ipynb") == -1

@@ -54,8 +54,8 @@ def site() -> Path:
     missing = build_site.missing_executed(EXECUTED)
     if missing:
         pytest.fail(
-            f"no executed notebook for {', '.join(missing)} in {EXECUTED}: run the notebook tests in the same "
-            "session (pytest tests/test_notebooks.py tests/test_site.py), or `make course` and then "
+            f"no complete executed notebook for {', '.join(missing)} in {EXECUTED}: run the notebook tests in the "
+            "same session (pytest tests/test_notebooks.py tests/test_site.py), or `make course` and then "
             "QLORA_COURSE_EXECUTED=course-output"
         )
     start = time.perf_counter()

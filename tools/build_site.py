@@ -283,7 +283,20 @@ def prepare_notebook(executed: Path, lesson: str) -> nbformat.NotebookNode:
 
 
 def missing_executed(executed: Path) -> list[str]:
-    return [name for name in lessons() if not (executed / f"{name}.ipynb").exists()]
+    """The lessons without a complete executed copy in ``executed`` (absent, or stopped part way: a run
+    that failed leaves cells that never ran)."""
+    return [name for name in lessons() if unexecuted_cell(executed / f"{name}.ipynb") is not None]
+
+
+def unexecuted_cell(path: Path) -> int | None:
+    """The index of the first code cell that never ran (-1 for no such file), or None if all ran."""
+    if not path.exists():
+        return -1
+    nb = nbformat.read(path, as_version=4)
+    return next(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() and not c.execution_count),
+        None,
+    )
 
 
 def stage(executed: Path, src: Path) -> Path:
@@ -388,14 +401,14 @@ def build(executed: Path, out: Path, run_missing: bool = False) -> Path:
     if missing and run_missing:
         import run_course
 
-        print(f"no executed copy of {', '.join(missing)} in {executed}: running the course first", flush=True)
+        print(f"no complete executed copy of {', '.join(missing)} in {executed}: running the course", flush=True)
         if run_course.main(["--out", str(executed)]) != 0:
             raise RuntimeError("`make course` failed: see its report above; the site is not built")
         missing = missing_executed(executed)
     if missing:
         raise FileNotFoundError(
-            f"no executed notebook for {', '.join(missing)} in {executed}: run `make course` (or pass the "
-            "folder where the notebook tests wrote theirs: --executed build/executed)"
+            f"no complete executed notebook for {', '.join(missing)} in {executed}: run `make course` (or "
+            "pass the folder where the notebook tests wrote theirs: --executed build/executed)"
         )
     src = stage(executed, out.parent / f"{out.name}-src")
     sphinx_build(src, out, out.parent / f"{out.name}-doctrees")

@@ -23,6 +23,8 @@ exclude_patterns = ["notebooks/**", "_build", "**.ipynb_checkpoints"]
 nb_execution_mode = "off"
 nb_ipywidgets_js = {}
 nb_merge_streams = True
+# stderr holds only library notices (a FutureWarning, bitsandbytes' optional-kernel message), with local paths
+nb_output_stderr = "remove"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 

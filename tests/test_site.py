@@ -3,7 +3,8 @@
 The site is built from the executed notebooks that the solution-notebook tests of the same session
 write to ``build/executed/`` (``tests/test_notebooks.py`` runs first); ``QLORA_COURSE_EXECUTED`` names
 another folder, such as ``course-output`` after ``make course``. Chromium is Debian's
-(``/usr/bin/chromium``), driven by Playwright's Python package; nothing is downloaded. Screenshots of
+(``/usr/bin/chromium``, or ``QLORA_COURSE_CHROMIUM``), driven by Playwright's Python package; nothing is
+downloaded. Screenshots of
 the lesson pages go to ``build/site/_screenshots/`` for a reviewer to look at.
 """
 
@@ -83,7 +84,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="session")
 def browser():
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    chromium = os.environ.get("QLORA_COURSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.fail(f"no Chromium for the browser test; {INSTALL}")
     from playwright.sync_api import sync_playwright

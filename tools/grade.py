@@ -519,9 +519,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("submissions", type=Path, help="folder with <student>/<lesson>.ipynb")
     ap.add_argument("--out", type=Path, default=ROOT / "grades", help="where gradebook.csv, STATUS and feedback/ go")
-    ap.add_argument("--cpu-limit", type=int, default=600, help="CPU seconds per notebook (default 600)")
+    ap.add_argument(
+        "--cpu-limit", type=int, default=Limits.cpu, help=f"CPU seconds per notebook (default {Limits.cpu})"
+    )
     ap.add_argument("--wall-limit", type=int, default=0, help="wall-clock backstop, seconds (default 4 x CPU)")
-    ap.add_argument("--memory-limit", type=float, default=8.0, help="address space per notebook, GB (default 8)")
+    ap.add_argument(
+        "--memory-limit",
+        type=float,
+        default=Limits.memory_gb,
+        help=f"address space per notebook, GB (default {Limits.memory_gb:g})",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
     ap.add_argument("--unsafe", action="store_true", help="grade without a sandbox (trusted submissions only)")
     args = ap.parse_args(argv)

@@ -82,15 +82,10 @@ def main(argv=None) -> int:
         if unknown:
             ap.error(f"no lesson {sorted(unknown)}; lessons are {[p.stem[:2] for p in lessons]}")
         lessons = [p for p in lessons if p.stem[:2] in args.only]
-    run = {p.stem[:2] for p in lessons}
-    kept = []  # figures of the lessons not run this time
-    if figures.exists():
-        kept = [line for line in figures.read_text().splitlines() if json.loads(line)["lesson"] not in run]
-    figures.write_text("".join(line + "\n" for line in kept))
     times, failed = {}, []
     for path in tqdm(lessons, desc="course notebooks", unit="notebook"):
         for attempt in (1, 2):
-            _drop_lesson(figures, path.stem[:2])  # a retry records its figures afresh
+            _drop_lesson(figures, path.stem[:2])  # its figures from an earlier run or attempt go
             try:
                 times[path.stem] = execute(path, figures, out)
                 break
@@ -104,7 +99,7 @@ def main(argv=None) -> int:
                 print(f"\n{path.name} failed:\n{str(err)[-2000:]}", file=sys.stderr)
                 break
     rows = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
-    done = {name[:2] for name in times} - {name[:2] for name in failed}
+    done = {name[:2] for name in times}  # lessons that ran to the end
     update_snapshot([r for r in rows if r["lesson"] in done], done)
     lines = [
         "# QLoRA course: key figures from the last `make course` run",

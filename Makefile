@@ -11,13 +11,16 @@
 #   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files in a sandbox: grades/gradebook.csv
 #   make slides     lecture notes -> reveal.js slide decks in build/slides/
 #   make site       the course as a website in build/site/ (from course-output/; runs make course if a copy is missing)
+# make test and make grade also need system packages (bubblewrap; Chromium for the site's browser test):
+# tools/system_deps.sh installs what is missing with apt (as root or through password-less sudo) or stops
+# at once with the one command to run; silent when they are there.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast bench lint format drift course notebooks check-notebooks grade slides site clean
+.PHONY: setup system-deps-test test test-fast bench lint format drift course notebooks check-notebooks grade slides site clean
 
 setup: $(STAMP)
 
@@ -26,8 +29,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+SYSTEM_DEPS := bash tools/system_deps.sh
+
+# first, so that a missing package stops the run before the environment is built
+test: system-deps-test $(STAMP)
 	$(BIN)/python -m pytest
+
+system-deps-test:
+	@$(SYSTEM_DEPS) bwrap chromium
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not notebook and not slow"
@@ -63,6 +72,7 @@ UNSAFE ?=
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions [GRADES=grades CPU_LIMIT=600 MEMORY_LIMIT=8 JOBS=1 UNSAFE=1]"; exit 2; }
+	@$(if $(UNSAFE),:,$(SYSTEM_DEPS) bwrap)
 	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --out "$(GRADES)" --cpu-limit $(CPU_LIMIT) --memory-limit $(MEMORY_LIMIT) --jobs $(JOBS) $(if $(UNSAFE),--unsafe)
 
 slides: $(STAMP)

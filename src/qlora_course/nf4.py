@@ -51,16 +51,19 @@ NF4_OFFSET = 0.9677083  # the outermost quantile probability, (1 - 1/(2*15) + 1 
 _MIN_ABSMAX = 1e-38
 
 
-def nf4_code() -> torch.Tensor:
+def nf4_code(offset: float = NF4_OFFSET) -> torch.Tensor:
     """The 16 NF4 values, float32, sorted: 7 negative, an exact 0, 8 positive, from -1 to 1.
 
-    Positive half: quantiles of N(0, 1) at 8 probabilities evenly spaced from ``NF4_OFFSET`` down to
+    Positive half: quantiles of N(0, 1) at 8 probabilities evenly spaced from ``offset`` down to
     0.5 (0.5 itself excluded); negative half: minus the quantiles at 7 such probabilities. Both are
     divided by the largest, so the ends are exactly -1 and 1. The probabilities are float32 (as
-    ``torch.linspace`` makes them in bitsandbytes), the quantiles float64, the result float32.
+    ``torch.linspace`` makes them in bitsandbytes), the quantiles float64, the result float32. The
+    default ``offset`` gives bitsandbytes' NF4 table; another (in (0.5, 1)) a code of the same recipe.
     """
-    p_pos = torch.linspace(NF4_OFFSET, 0.5, 9)[:-1].double()  # float32 grid, as bnb builds it
-    p_neg = torch.linspace(NF4_OFFSET, 0.5, 8)[:-1].double()
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not 0.5 < offset < 1:
+        raise ValueError(f"offset must be a probability between 0.5 and 1 (exclusive), got {offset!r}")
+    p_pos = torch.linspace(offset, 0.5, 9)[:-1].double()  # float32 grid, as bnb builds it
+    p_neg = torch.linspace(offset, 0.5, 8)[:-1].double()
     pos = torch.special.ndtri(p_pos)  # the normal quantile function
     neg = -torch.special.ndtri(p_neg)
     values = torch.cat([pos, torch.zeros(1, dtype=torch.float64), neg]).float().sort().values

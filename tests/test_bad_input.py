@@ -69,7 +69,7 @@ def test_lora_layer_refuses_infinite_alpha_and_dora_on_a_zero_row():
     with torch.no_grad():
         base.weight[1] = 0
     with pytest.raises(ValueError, match=r"row\(s\) \[1\]"):
-        lora.LoRALinear(base, 2, 4, use_dora=True)
+        lora.DoRALinear(base, 2, 4)
     assert torch.isfinite(lora.LoRALinear(base, 2, 4)(torch.randn(3, 8))).all(), "plain LoRA is fine there"
 
 

@@ -92,5 +92,5 @@ def test_add_lora_takes_any_layer_class_and_adapters_round_trip():
     assert not torch.allclose(model(x), changed) and torch.count_nonzero(model[2].lora_B.weight) == 0
     with pytest.raises(ValueError, match="does not fit this model"):
         lora.load_lora_state_dict(model, {"0.lora_A.weight": state["0.lora_A.weight"]})
-    with pytest.raises(ValueError, match="use_dora needs the package's LoRALinear"):
+    with pytest.raises(ValueError, match="use_dora picks the package's DoRALinear"):
         lora.add_lora(nn.Sequential(nn.Linear(4, 4)), ["0"], r=1, alpha=1, use_dora=True, layer=PlainLoRA)

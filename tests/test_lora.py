@@ -24,7 +24,8 @@ def pair(r=4, alpha=8, dropout=0.0, use_rslora=False, use_dora=False, d_in=32, d
     """Our layer and PEFT's on the same base and LoRA weights (B made non-zero)."""
     torch.manual_seed(seed)
     base = nn.Linear(d_in, d_out)
-    ours = lora.LoRALinear(copy.deepcopy(base), r, alpha, dropout, use_rslora, use_dora)
+    layer_class = lora.DoRALinear if use_dora else lora.LoRALinear
+    ours = layer_class(copy.deepcopy(base), r, alpha, dropout, use_rslora)
     nn.init.normal_(ours.lora_B.weight, std=0.2)
     peft_model = get_peft_model(
         OneLayer(copy.deepcopy(base)),
@@ -82,7 +83,7 @@ def test_initialisation_leaves_the_layer_unchanged_and_matches_peft_scheme():
     base = nn.Linear(64, 48)
     x = torch.randn(7, 64)
     for use_dora in (False, True):
-        layer = lora.LoRALinear(copy.deepcopy(base), r=8, alpha=16, use_dora=use_dora)
+        layer = (lora.DoRALinear if use_dora else lora.LoRALinear)(copy.deepcopy(base), r=8, alpha=16)
         assert torch.equal(layer(x), base(x))
         assert torch.count_nonzero(layer.lora_B.weight) == 0
         bound = 1 / 64**0.5  # kaiming_uniform(a=sqrt(5)) on fan_in=64
@@ -114,6 +115,20 @@ def test_merged_weight_equals_peft_merge():
         ours.merge()
         merged = theirs.merge_and_unload()
         torch.testing.assert_close(ours.base.weight, merged.proj.weight, atol=1e-6, rtol=1e-5)
+
+
+def test_add_lora_picks_dora_as_a_subclass_of_lora():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    plain = copy.deepcopy(model)
+    lora.add_lora(model, ["0", "2"], r=2, alpha=4, use_dora=True)
+    lora.add_lora(plain, ["0", "2"], r=2, alpha=4)
+    assert type(model[0]) is lora.DoRALinear and isinstance(model[0], lora.LoRALinear)
+    assert type(plain[0]) is lora.LoRALinear and not hasattr(plain[0], "magnitude")
+    assert "DoRA: in=16, out=16, r=2" in repr(model[0]) and "LoRA: in=16" in repr(plain[0])
+    assert set(lora.lora_state_dict(model)) - set(lora.lora_state_dict(plain)) == {"0.magnitude", "2.magnitude"}
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(model(x), plain(x), atol=1e-6, rtol=1e-6)  # both start as the base
 
 
 def test_two_adapters_swap_on_one_base():

@@ -6,8 +6,9 @@ update ``B @ A`` with ``A`` of shape ``(r, in)`` and ``B`` of shape ``(out, r)``
     h = W0 x + b + s * B A dropout(x),    s = alpha / r   (rsLoRA: s = alpha / sqrt(r)).
 
 ``A`` starts kaiming-uniform and ``B`` at zero, so a freshly wrapped layer computes exactly what the
-base layer did. DoRA (Liu et al. 2024) splits the merged weight into a direction and a learned
-magnitude ``m`` (one value per output feature):
+base layer did (:class:`LoRALinear`). DoRA (Liu et al. 2024, :class:`DoRALinear`, a subclass as PEFT
+keeps it) splits the merged weight into a direction and a learned magnitude ``m`` (one value per output
+feature):
 
     W' = m * (W0 + s B A) / ||W0 + s B A||_row,   the norm detached from the gradient (paper section 4.3).
 
@@ -29,6 +30,7 @@ from .llama import check_targets, llama_linear_shapes, target_list
 
 __all__ = [
     "LoRALinear",
+    "DoRALinear",
     "add_lora",
     "lora_layers",
     "OneLinear",
@@ -49,10 +51,12 @@ class LoRALinear(nn.Module):
         alpha: numerator of the scaling ``alpha / r`` (or ``alpha / sqrt(r)`` with ``use_rslora``).
         dropout: dropout probability on the LoRA branch only, in ``[0, 1)``.
         use_rslora: rank-stabilised scaling ``alpha / sqrt(r)``.
-        use_dora: learn a magnitude vector ``magnitude`` of shape ``(out,)`` as in DoRA.
 
-    Shapes: input ``(..., in)``, output ``(..., out)``, in the base layer's dtype.
+    Shapes: input ``(..., in)``, output ``(..., out)``, in the base layer's dtype. DoRA is the subclass
+    :class:`DoRALinear`.
     """
+
+    kind = "LoRA"
 
     def __init__(
         self,
@@ -61,12 +65,11 @@ class LoRALinear(nn.Module):
         alpha: float,
         dropout: float = 0.0,
         use_rslora: bool = False,
-        use_dora: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise ValueError(
-                f"LoRALinear wraps an nn.Linear, got {type(base).__name__}; "
+                f"{type(self).__name__} wraps an nn.Linear, got {type(base).__name__}; "
                 "pick a linear layer (e.g. model.layers[0].self_attn.q_proj)"
             )
         out_features, in_features = base.weight.shape
@@ -88,24 +91,13 @@ class LoRALinear(nn.Module):
         self.r = r
         self.alpha = alpha
         self.use_rslora = use_rslora
-        self.use_dora = use_dora
         self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r
         factory = {"dtype": base.weight.dtype, "device": base.weight.device}
         self.lora_A = nn.Linear(in_features, r, bias=False, **factory)
         self.lora_B = nn.Linear(r, out_features, bias=False, **factory)
         self.lora_dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
-        self._merged_norm: torch.Tensor | None = None
         self.reset_lora_parameters()
-        if use_dora:
-            zero_rows = (base.weight.detach() == 0).all(dim=1).nonzero().flatten().tolist()
-            if zero_rows:
-                raise ValueError(
-                    f"DoRA divides each output row by its norm, and row(s) {zero_rows[:8]} of the "
-                    "weight are all zero; use plain LoRA for this layer"
-                )
-            # m starts at the row norms of W0 + s*B*A (= ||W0|| since B = 0): the layer starts unchanged.
-            self.magnitude = nn.Parameter(self._weight_norm().detach().clone())
 
     @property
     def in_features(self) -> int:
@@ -124,26 +116,91 @@ class LoRALinear(nn.Module):
         """The LoRA update ``s * B @ A``, shape ``(out, in)``."""
         return self.scaling * (self.lora_B.weight @ self.lora_A.weight)
 
-    def _weight_norm(self) -> torch.Tensor:
-        """Row norms ``||W0 + s B A||`` of shape ``(out,)``, with the LoRA part detached (as in DoRA)."""
-        weight = self.base.weight + self.delta_weight().detach()
-        return torch.linalg.norm(weight, dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.shape[-1] != self.in_features:
             raise ValueError(
                 f"input's last dimension is {x.shape[-1]}, but this layer expects in_features="
                 f"{self.in_features} (input shape {tuple(x.shape)})"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``W0 x + b + s * B A dropout(x)``; once merged, the base layer alone."""
+        self._check_input(x)
+        result = self.base(x)
+        if self.merged:
+            return result
+        return result + self.lora_B(self.lora_A(self.lora_dropout(x))) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the update into the base weight: ``W0 <- W0 + sBA``.
+
+        Afterwards ``forward`` is a single matrix multiply, as fast as the base layer alone.
+        """
+        if self.merged:
+            return
+        self.base.weight.data += self.delta_weight()
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo :meth:`merge`, recovering ``W0`` up to floating-point rounding."""
+        if not self.merged:
+            return
+        self.base.weight.data -= self.delta_weight()
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        scale = f"alpha/sqrt(r)={self.scaling:.4g}" if self.use_rslora else f"alpha/r={self.scaling:.4g}"
+        return f"{self.kind}: in={self.in_features}, out={self.out_features}, r={self.r}, {scale}, merged={self.merged}"
+
+
+class DoRALinear(LoRALinear):
+    """LoRA with a learned magnitude (DoRA): ``W' = m * (W0 + sBA) / ||W0 + sBA||_row``.
+
+    Takes :class:`LoRALinear`'s arguments and adds ``magnitude``, a trainable vector of shape ``(out,)``
+    that starts at the row norms of ``W0``, so that a fresh layer computes what the base layer did. The
+    row norm is detached from the gradient (paper section 4.3), as in PEFT. A base weight with an
+    all-zero row is refused: its direction is undefined.
+    """
+
+    kind = "DoRA"
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        r: int,
+        alpha: float,
+        dropout: float = 0.0,
+        use_rslora: bool = False,
+    ) -> None:
+        super().__init__(base, r, alpha, dropout, use_rslora)
+        zero_rows = (base.weight.detach() == 0).all(dim=1).nonzero().flatten().tolist()
+        if zero_rows:
+            raise ValueError(
+                f"DoRA divides each output row by its norm, and row(s) {zero_rows[:8]} of the "
+                "weight are all zero; use plain LoRA for this layer"
+            )
+        self._merged_norm: torch.Tensor | None = None
+        # m starts at the row norms of W0 + s*B*A (= ||W0|| since B = 0): the layer starts unchanged.
+        self.magnitude = nn.Parameter(self.weight_norm().detach().clone())
+
+    def weight_norm(self) -> torch.Tensor:
+        """Row norms ``||W0 + s B A||`` of shape ``(out,)``, with the LoRA part detached (as in DoRA)."""
+        weight = self.base.weight + self.delta_weight().detach()
+        return torch.linalg.norm(weight, dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(m / ||W0 + sBA||) (W0 x + s B A dropout(x)) + b``, computed without forming ``W'``; the norm
+        is a constant for the gradient. With dropout in training, the base term uses the dropped input
+        too (as PEFT does)."""
+        self._check_input(x)
         result = self.base(x)
         if self.merged:
             return result
         x_drop = self.lora_dropout(x)
         lora_out = self.lora_B(self.lora_A(x_drop))
-        if not self.use_dora:
-            return result + lora_out * self.scaling
-        # DoRA: W' x = (m / ||W0 + sBA||) (W0 x + s B A x); the norm is a constant for the gradient.
-        mag_scale = self.magnitude / self._weight_norm().detach()
+        mag_scale = self.magnitude / self.weight_norm().detach()
         if isinstance(self.lora_dropout, nn.Identity) or not self.training:
             base_out = result if self.base.bias is None else result - self.base.bias
         else:
@@ -152,19 +209,13 @@ class LoRALinear(nn.Module):
 
     @torch.no_grad()
     def merge(self) -> None:
-        """Fold the update into the base weight: ``W0 <- W0 + sBA`` (DoRA: ``m (W0 + sBA) / ||.||``).
-
-        Afterwards ``forward`` is a single matrix multiply, as fast as the base layer alone.
-        """
+        """Fold the update and the magnitude into the base weight: ``W0 <- m (W0 + sBA) / ||W0 + sBA||``."""
         if self.merged:
             return
         delta = self.delta_weight()
-        if self.use_dora:
-            self._merged_norm = self._weight_norm()
-            factor = (self.magnitude / self._merged_norm)[:, None]
-            self.base.weight.data = factor * (self.base.weight + delta)
-        else:
-            self.base.weight.data += delta
+        self._merged_norm = self.weight_norm()
+        factor = (self.magnitude / self._merged_norm)[:, None]
+        self.base.weight.data = factor * (self.base.weight + delta)
         self.merged = True
 
     @torch.no_grad()
@@ -173,18 +224,10 @@ class LoRALinear(nn.Module):
         if not self.merged:
             return
         delta = self.delta_weight()
-        if self.use_dora:
-            factor = (self.magnitude / self._merged_norm)[:, None]
-            self.base.weight.data = self.base.weight / factor - delta
-            self._merged_norm = None
-        else:
-            self.base.weight.data -= delta
+        factor = (self.magnitude / self._merged_norm)[:, None]
+        self.base.weight.data = self.base.weight / factor - delta
+        self._merged_norm = None
         self.merged = False
-
-    def extra_repr(self) -> str:
-        kind = "DoRA" if self.use_dora else "LoRA"
-        scale = f"alpha/sqrt(r)={self.scaling:.4g}" if self.use_rslora else f"alpha/r={self.scaling:.4g}"
-        return f"{kind}: in={self.in_features}, out={self.out_features}, r={self.r}, {scale}, merged={self.merged}"
 
 
 class OneLinear(nn.Module):
@@ -215,15 +258,18 @@ def add_lora(
     Args:
         model: any module; changed in place.
         target_modules: name suffixes, e.g. ``["q_proj", "v_proj"]`` (as PEFT's ``target_modules``).
+        use_dora: wrap in :class:`DoRALinear` instead of :class:`LoRALinear`.
         layer: the LoRA layer class, called as ``layer(base, r, alpha, dropout, use_rslora)`` (default
-            :class:`LoRALinear`, which also takes ``use_dora``); lesson 1 passes the learner's own class.
+            :class:`LoRALinear`, or :class:`DoRALinear` with ``use_dora``); lesson 1 passes the learner's
+            own class.
 
     Returns:
         The full names of the wrapped layers. Raises ``ValueError`` if none matched.
     """
     targets = target_list(target_modules)
     if layer is not None and use_dora:
-        raise ValueError("use_dora needs the package's LoRALinear; leave layer=None")
+        raise ValueError("use_dora picks the package's DoRALinear; leave layer=None")
+    layer = layer or (DoRALinear if use_dora else LoRALinear)
     model.requires_grad_(False)
     names = [
         name
@@ -236,12 +282,7 @@ def add_lora(
     for name in names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        base = getattr(parent, child)
-        if layer is None:
-            wrapped = LoRALinear(base, r, alpha, dropout, use_rslora, use_dora)
-        else:
-            wrapped = layer(base, r, alpha, dropout, use_rslora)
-        setattr(parent, child, wrapped)
+        setattr(parent, child, layer(getattr(parent, child), r, alpha, dropout, use_rslora))
     return names
 
 

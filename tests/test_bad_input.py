@@ -91,7 +91,7 @@ def test_a_target_string_is_not_read_letter_by_letter():
     with pytest.raises(TypeError, match="letter by letter"):
         lora.lora_trainable_params(config, 4, "q_proj")
     with pytest.raises(TypeError, match="letter by letter"):
-        estimator.estimate_training_memory(config, "lora", lora_targets="q_proj")
+        estimator.estimate_training_memory(config, estimator.TrainingSetup("lora", lora_targets="q_proj"))
     assert lora.lora_trainable_params(config, 4, ["q_proj"]) == 2 * 4 * (64 + 64)
 
 

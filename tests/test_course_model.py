@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from qlora_course.data import make_corpus, make_task_data, make_task_examples
+from qlora_course.data import guanaco_to_prompt_completion, make_corpus, make_task_data, make_task_examples
 from qlora_course.evaluation import (
     bootstrap_interval,
     exact_match,
@@ -20,14 +20,9 @@ from qlora_course.evaluation import (
     token_agreement,
 )
 from qlora_course.finetune import IGNORE_INDEX, collate, tokenize_example
+from qlora_course.loading import HubUnavailableError, load_model_and_tokenizer
 from qlora_course.models import course_model_path, weight_normality, weight_normality_report
-from qlora_course.profiles import (
-    PROFILES,
-    HubUnavailableError,
-    guanaco_to_prompt_completion,
-    load_model_and_tokenizer,
-    resolve_profile,
-)
+from qlora_course.profiles import PROFILES, resolve_profile
 
 PATH = course_model_path()
 FACTS = json.loads((PATH / "training_facts.json").read_text())
@@ -74,7 +69,7 @@ def test_loads_in_16_bits_like_a_hub_model(tokenizer):
 def test_loads_in_4_bits_nf4_with_double_quantization(model, tokenizer):
     import bitsandbytes as bnb
 
-    from qlora_course.methods import nf4_config
+    from qlora_course.loading import nf4_config
 
     cfg = nf4_config(torch.float32)
     m4 = AutoModelForCausalLM.from_pretrained(PATH, quantization_config=cfg, device_map={"": "cpu"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import standins
@@ -21,21 +22,14 @@ from notebook_harness import execute_all, kernel, load
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
 from qlora_course import estimator, llama
+from qlora_course.data import load_task_data
 from qlora_course.evaluation import _token_batches, choice_accuracy, completion_loss, majority_accuracy
 from qlora_course.finetune import fit_to_length, tokenize_example, training_precision, truncate_example
+from qlora_course.loading import match_vocabulary, set_pad_token
 from qlora_course.methods import checkpointing_args, estimate_method
 from qlora_course.models import checkpoint_bytes, checkpoint_files, course_model_path
-from qlora_course.profiles import (
-    HUB_SHAPES,
-    PROFILES,
-    TRAINING,
-    load_task_data,
-    match_vocabulary,
-    profile_config,
-    resolve_profile,
-    set_pad_token,
-    training_settings,
-)
+from qlora_course.profiles import HUB_SHAPES, PROFILES, profile_config, resolve_profile
+from qlora_course.settings import TRAINING, TrainingSettings, training_settings
 
 QUICK = {
     "max_steps": 3,
@@ -263,8 +257,8 @@ def test_checkpointing_names_follow_the_installed_transformers():
 def test_settings_overrides(monkeypatch):
     monkeypatch.setenv("QLORA_COURSE_SETTINGS", '{"max_steps": 5, "gradient_checkpointing": true}')
     s = training_settings("course-tiny")
-    assert s["max_steps"] == 5 and s["gradient_checkpointing"] is True and s["r"] == TRAINING["course-tiny"]["r"]
-    assert training_settings("course-tiny", {})["max_steps"] == TRAINING["course-tiny"]["max_steps"]
+    assert s.max_steps == 5 and s.gradient_checkpointing is True and s.r == TRAINING["course-tiny"].r
+    assert training_settings("course-tiny", {}).max_steps == TRAINING["course-tiny"].max_steps
     for bad in (
         '{"max_step": 5}',
         '{"max_steps": 0}',
@@ -278,6 +272,31 @@ def test_settings_overrides(monkeypatch):
     monkeypatch.setenv("QLORA_COURSE_DATASET", "/does/not/exist")
     with pytest.raises(ValueError, match="neither a local folder"):
         load_task_data(resolve_profile("course-tiny"))
+
+
+def test_training_settings_check_themselves():
+    tiny = TRAINING["course-tiny"]
+    for change, message in [
+        ({"max_steps": 1e4}, "setting 'max_steps' must be a positive integer, got 10000.0 (float)"),
+        ({"batch_size": True}, "setting 'batch_size' must be a positive integer, got True (bool)"),
+        ({"r": 0}, "setting 'r' must be a positive integer, got 0 (int)"),
+        ({"seeds": "3"}, "setting 'seeds' must be a positive integer, got '3' (str)"),
+        ({"learning_rate": 0.0}, "setting 'learning_rate' must be a positive finite number, got 0.0 (float)"),
+        ({"full_learning_rate": False}, "setting 'full_learning_rate' must be a positive finite number, got False"),
+        ({"lora_dropout": 1.0}, "setting 'lora_dropout' must be in [0, 1), got 1.0 (float)"),
+        ({"gradient_checkpointing": 1}, "setting 'gradient_checkpointing' must be True or False, got 1 (int)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            dataclasses.replace(tiny, **change)
+    with pytest.raises(ValueError, match="max_steps"):
+        training_settings("course-tiny", '{"max_steps": 1e4}')
+    with pytest.raises(ValueError, match=re.escape("unknown settings ['lora_rank']")):
+        training_settings("course-tiny", {"lora_rank": 8})
+    quick = training_settings("course-tiny", {"learning_rate": 1, "lora_dropout": 0, "max_steps": 20})
+    assert (quick.learning_rate, quick.lora_dropout, quick.max_steps) == (1.0, 0.0, 20)
+    assert type(quick.learning_rate) is float and type(quick.lora_dropout) is float
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.max_steps = 5
 
 
 # --- the central claim's measures ---------------------------------------------------------------------
@@ -315,8 +334,9 @@ def test_stored_method_comparison_matches_the_course_settings():
     stored = json.loads((course_model_path() / "method_comparison.json").read_text())
     settings = training_settings("course-tiny", {})
     assert {k: v for k, v in stored["settings"].items() if k != "seeds"} == {
-        k: v for k, v in settings.items() if k != "seeds"
+        k: v for k, v in dataclasses.asdict(settings).items() if k != "seeds"
     }, "the profile's settings changed: re-run " + stored["command"]
+    assert TrainingSettings(**stored["settings"]) == dataclasses.replace(settings, seeds=stored["settings"]["seeds"])
     assert stored["command"].startswith("python tools/compare_methods.py")
     seeds = {r["seed"] for r in stored["runs"]}
     assert seeds == {0, 1, 2}
@@ -342,7 +362,7 @@ if not base_bytes > 0:
     _fails.append("base size is zero")
 for _split in data:
     for _row in data[_split]:
-        if len(tokenize_example(tokenizer, _row["prompt"], _row["completion"])["input_ids"]) > settings["max_length"]:
+        if len(tokenize_example(tokenizer, _row["prompt"], _row["completion"])["input_ids"]) > settings.max_length:
             _fails.append(f"{_split}: a row is longer than max_length")
             break
 if reload_diff != 0.0:

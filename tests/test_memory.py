@@ -3,6 +3,7 @@ state against bitsandbytes; the paging simulator; bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -19,8 +20,8 @@ from qlora_course.estimator import (
     optimizer_state_bytes,
 )
 from qlora_course.llama import LLAMA_LINEAR
+from qlora_course.loading import nf4_config
 from qlora_course.meters import LiveBytes, measure_training_memory, saved_tensor_bytes
-from qlora_course.methods import nf4_config
 from qlora_course.models import course_model_path
 from qlora_course.paging import PagingSimulator, trace_from_estimates, training_trace
 
@@ -98,8 +99,7 @@ def test_estimate_matches_measured_memory_part_by_part(method, which, dtype, gc,
     batch, seq = 3, 48
     ids = torch.randint(3, model.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(1))
     measured = measure_training_memory(model, optimizer, {"input_ids": ids, "labels": ids})
-    est = estimate_training_memory(
-        model.config,
+    setup = TrainingSetup(
         method,
         batch,
         seq,
@@ -108,7 +108,8 @@ def test_estimate_matches_measured_memory_part_by_part(method, which, dtype, gc,
         lora_dropout=dropout,
         optimizer=opt,
         gradient_checkpointing=gc,
-    ).as_dict()
+    )
+    est = estimate_training_memory(model.config, setup).as_dict()
     for part in PARTS:
         if measured[part] == 0:
             assert est[part] == 0, part
@@ -130,7 +131,9 @@ def test_gradient_checkpointing_keeps_only_layer_inputs():
     cfg = model.config
     assert out[True] < out[False] / 5
     # what checkpointing still keeps beyond the layer inputs does not depend on the number of layers
-    est = estimate_training_memory(cfg, "lora", 2, 64, weight_dtype=torch.float32, gradient_checkpointing=True)
+    est = estimate_training_memory(
+        cfg, TrainingSetup("lora", 2, 64, weight_dtype=torch.float32, gradient_checkpointing=True)
+    )
     layer_inputs = cfg.num_hidden_layers * cfg.hidden_size * 4 * 2 * 64
     assert layer_inputs < est.activations < out[False]
 
@@ -149,8 +152,8 @@ def test_activation_items_name_what_autograd_saves():
 @pytest.mark.parametrize("batch,seq", [(1, 128), (4, 128), (2, 512)])
 def test_activations_scale_with_tokens(batch, seq):
     cfg = LlamaConfig(**LARGER)
-    one = estimate_training_memory(cfg, "lora", 1, seq).activations
-    many = estimate_training_memory(cfg, "lora", batch, seq).activations
+    one = estimate_training_memory(cfg, TrainingSetup("lora", 1, seq)).activations
+    many = estimate_training_memory(cfg, TrainingSetup("lora", 1, seq).replace(batch_size=batch)).activations
     cos_sin = 2 * 64 * 2 * seq
     assert many - cos_sin == pytest.approx(batch * (one - cos_sin))
 
@@ -164,13 +167,18 @@ def test_the_papers_780_gb_is_sixteen_bit_weights_gradients_and_32_bit_adam():
         num_attention_heads=64,
         num_key_value_heads=64,
     )
-    est = estimate_training_memory(cfg, "full", 1, 1, weight_dtype=torch.bfloat16, optimizer="adamw32bit")
+    est = estimate_training_memory(
+        cfg, TrainingSetup("full", 1, 1, weight_dtype=torch.bfloat16, optimizer="adamw32bit")
+    )
     n = est.details["param_counts"]["total"]
     assert 65.0e9 < n < 65.5e9
     assert est.weights + est.gradients + est.optimizer_state == 12 * n
     assert 780e9 < est.total < 790e9
     qlora = estimate_training_memory(
-        cfg, "qlora", 1, 512, lora_r=64, optimizer="adamw32bit", gradient_checkpointing=True, upcast_non_quantized=False
+        cfg,
+        TrainingSetup(
+            "qlora", 1, 512, lora_r=64, optimizer="adamw32bit", gradient_checkpointing=True, upcast_non_quantized=False
+        ),
     )
     assert 45e9 < qlora.total < 48.5e9
 
@@ -302,7 +310,7 @@ def test_paging_frees_at_most_the_optimizer_state_of_an_estimated_run():
     setup = TrainingSetup("qlora", 1, 512, lora_r=64, optimizer="adamw32bit", gradient_checkpointing=True)
     steady = estimate_training_memory(cfg, setup)
     for seq, survives in [(2048, True), (8192, False)]:
-        spike = estimate_training_memory(cfg, setup, seq_len=seq)
+        spike = estimate_training_memory(cfg, setup.replace(seq_len=seq))
         trace, resident, state = trace_from_estimates(steady, spike)
         assert state == int(steady.optimizer_state) and resident + state + int(steady.activations) < steady.total + 1
         budget = int(spike.total) - (int(state * 0.5) if survives else int(state * 1.5))  # overshoot: half / 1.5x
@@ -310,7 +318,7 @@ def test_paging_frees_at_most_the_optimizer_state_of_an_estimated_run():
         paged = PagingSimulator(budget, paged=True).run(trace, resident, state)
         assert plain.oom and paged.oom is not survives
     with pytest.raises(ValueError, match="differ only in activations"):
-        trace_from_estimates(steady, estimate_training_memory(cfg, setup, lora_r=8))
+        trace_from_estimates(steady, estimate_training_memory(cfg, setup.replace(lora_r=8)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,12 +343,12 @@ def test_estimator_rejects_bad_input(kwargs, match):
     cfg = LlamaConfig(**LARGER)
     kw = dict(method="qlora", batch_size=1, seq_len=16) | kwargs
     with pytest.raises(ValueError, match=match):
-        estimate_training_memory(cfg, **kw)
+        estimate_training_memory(cfg, TrainingSetup(**kw))
 
 
 def test_estimator_rejects_a_config_that_is_not_a_llama():
     with pytest.raises(ValueError, match="Llama config"):
-        estimate_training_memory(object(), "lora", 1, 16)
+        estimate_training_memory(object(), TrainingSetup("lora", 1, 16))
 
 
 @pytest.mark.parametrize(
@@ -366,27 +374,35 @@ def test_trace_rejects_bad_input():
         training_trace(3, 1, 1, 1, spike_step=3)
 
 
-def test_training_setup_is_the_estimators_one_set_of_settings():
-    from qlora_course.estimator import TrainingSetup
-
+def test_training_setup_is_the_estimators_one_call_style():
     cfg = LlamaConfig(**LARGER)
     setup = TrainingSetup("lora", 4, 128, lora_r=64, optimizer="adamw8bit", gradient_checkpointing=True)
     by_setup = estimate_training_memory(cfg, setup).as_dict()
-    assert (
-        by_setup
-        == estimate_training_memory(
-            cfg, "lora", 4, 128, lora_r=64, optimizer="adamw8bit", gradient_checkpointing=True
-        ).as_dict()
-    )
-    # a change of one setting goes through the same checks
-    bigger = estimate_training_memory(cfg, setup, batch_size=8)
+    # a change of one setting is a new setup, made with replace and checked as any new setup is
+    bigger = estimate_training_memory(cfg, setup.replace(batch_size=8))
     assert bigger.activations > by_setup["activations"] and bigger.weights == by_setup["weights"]
-    with pytest.raises(TypeError, match="unknown training setting"):
-        estimate_training_memory(cfg, setup, lora_rank=8)
+    assert setup.replace(batch_size=8) == dataclasses.replace(setup, batch_size=8)
+    assert estimate_training_memory(cfg, setup.replace()).as_dict() == by_setup
+    with pytest.raises(TypeError, match=r"unknown training setting\(s\) \['lora_rank'\]"):
+        setup.replace(lora_rank=8)
+    with pytest.raises(ValueError, match="lora_r must be a positive integer, got 0"):
+        setup.replace(lora_r=0)
     with pytest.raises(ValueError, match="lora_r"):
         TrainingSetup("lora", lora_r=0)
-    with pytest.raises(TypeError, match="TrainingSetup or a method name"):
-        estimate_training_memory(cfg, {"method": "lora"})
+    for not_a_setup in ("lora", {"method": "lora"}):
+        with pytest.raises(TypeError, match="setup must be a TrainingSetup"):
+            estimate_training_memory(cfg, not_a_setup)
+    with pytest.raises(TypeError):
+        estimate_training_memory(cfg, setup, batch_size=8)  # no second way to change a setting
+
+
+def test_the_estimate_is_the_sum_of_its_parts():
+    cfg = LlamaConfig(**LARGER)
+    for method in ("full", "lora", "qlora"):
+        est = estimate_training_memory(cfg, TrainingSetup(method, 2, 64, lora_dropout=0.1))
+        assert est.total == sum(est.as_dict()[p] for p in PARTS)
+        assert est.details["trainable_params"] * (2 if method == "full" else 4) == est.gradients
+        assert (est.quant_constants > 0) == (method == "qlora") and (est.lora_weights > 0) == (method != "full")
 
 
 def test_one_check_of_llama_targets_everywhere():
@@ -398,7 +414,7 @@ def test_one_check_of_llama_targets_everywhere():
         lambda t: llama.check_targets(cfg, t),
         lambda t: lora.lora_trainable_params(cfg, 4, t),
         lambda t: estimator.activation_items(cfg, "lora", lora_targets=t),
-        lambda t: estimator.estimate_training_memory(cfg, "lora", lora_targets=t),
+        lambda t: estimator.estimate_training_memory(cfg, estimator.TrainingSetup("lora", lora_targets=t)),
     ):
         with pytest.raises(ValueError, match=r"unknown Llama linear layer\(s\) \['qkv'\]"):
             call(["q_proj", "qkv"])

@@ -15,9 +15,10 @@ from qlora_course.data import make_task_data
 from qlora_course.evaluation import bnb_training_path, completion_loss
 from qlora_course.finetune import collate, tokenize_example
 from qlora_course.llama import LLAMA_LINEAR
-from qlora_course.methods import nf4_config
+from qlora_course.loading import nf4_config
 from qlora_course.models import course_model_path
-from qlora_course.profiles import TRAINING, resolve_profile, training_settings
+from qlora_course.profiles import resolve_profile
+from qlora_course.settings import TRAINING, training_settings
 
 pytestmark = pytest.mark.slow  # trains the course model with TRL
 
@@ -126,7 +127,7 @@ def test_merging_into_16_bit_base_gives_a_plain_model_close_to_the_adapter_model
 def test_training_settings_per_profile():
     assert training_settings("course-tiny") == TRAINING["course-tiny"]
     t4 = training_settings("colab-t4")
-    assert (t4["r"], t4["lora_alpha"], t4["learning_rate"]) == (64, 16, 2e-4)  # the paper's released settings
+    assert (t4.r, t4.lora_alpha, t4.learning_rate) == (64, 16, 2e-4)  # the paper's released settings
     assert training_settings(resolve_profile("someorg/some-llama")) == TRAINING["colab-t4"]
     with pytest.raises(ValueError, match="unknown profile"):
         training_settings("no such profile")

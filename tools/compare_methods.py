@@ -3,7 +3,7 @@
     python tools/compare_methods.py                 # 3 seeds on course-tiny, about 10 minutes on 2 cores
     python tools/compare_methods.py --seeds 5 --out /tmp/comparison.json
 
-Each method trains with the settings of the `course-tiny` profile (``qlora_course.profiles.TRAINING``)
+Each method trains with the settings of the `course-tiny` profile (``qlora_course.settings.TRAINING``)
 through ``qlora_course.methods.run_method``, the same code lesson 5 runs, and is evaluated on the seen
 and unseen test splits. The result (every seed, the settings, the package versions and this command)
 goes to ``src/qlora_course/assets/course-llama/method_comparison.json``; lesson 5 shows that table and
@@ -13,6 +13,7 @@ re-trains seed 0 live to check it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -23,10 +24,12 @@ import torch
 
 from qlora_course.data import make_task_data
 from qlora_course.llama import LLAMA_LINEAR
-from qlora_course.methods import METHODS, run_method
+from qlora_course.loading import set_pad_token
+from qlora_course.methods import COMPARED_METHODS, run_method
 from qlora_course.models import COURSE_MODEL_DIR
 from qlora_course.notebook import package_versions
-from qlora_course.profiles import resolve_profile, set_pad_token, training_settings
+from qlora_course.profiles import resolve_profile
+from qlora_course.settings import training_settings
 
 TARGETS = sorted(LLAMA_LINEAR)  # as lesson 5's exercise 3 lists them
 
@@ -49,7 +52,7 @@ def main() -> int:
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            for name in METHODS:
+            for name in COMPARED_METHODS:
                 r = run_method(
                     name,
                     model_path=profile.model_path(),
@@ -81,7 +84,7 @@ def main() -> int:
     # no timings: they depend on the machine and its load; lesson 5 times its own live runs
     result = {
         "command": f"python tools/compare_methods.py --seeds {args.seeds}",
-        "settings": settings,
+        "settings": dataclasses.asdict(settings),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "versions": package_versions(),
         "runs": runs,

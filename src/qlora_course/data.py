@@ -1,4 +1,5 @@
-"""The course's generated text: a pretraining corpus and an instruction data set, both from a seed.
+"""The course's data: a generated pretraining corpus and instruction task (both from a seed), and a
+profile's fine-tuning data.
 
 Everything happens in a small made-up world of people, each with a city, a job, a pet, a favourite
 colour and a favourite food.
@@ -22,12 +23,19 @@ colour and a favourite food.
   that learned the five kinds from one that memorised a word-to-answer table.
 
 Same seed, same text: the generators use only :class:`random.Random` seeded by the caller.
+
+:func:`load_task_data` gives a lesson its profile's data in one shape (``prompt``/``completion`` columns):
+the generated course task, or a chat data set in Guanaco's format from the hub or a local folder.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
+
+from .loading import check_hub_access
+from .profiles import Profile, is_hub_id, resolve_profile
 
 __all__ = [
     "ATTRIBUTES",
@@ -40,6 +48,8 @@ __all__ = [
     "held_out_words",
     "format_example",
     "corpus_digest",
+    "guanaco_to_prompt_completion",
+    "load_task_data",
 ]
 
 NAMES = (
@@ -395,3 +405,42 @@ def make_task_data(
         out[split] = Dataset.from_list(rows[start : start + size])
         start += size
     return DatasetDict(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# A profile's data: the generated course task, or Guanaco chats from the hub or a folder
+# --------------------------------------------------------------------------------------------------
+
+
+def guanaco_to_prompt_completion(text: str) -> dict:
+    """Split an OASST1-Guanaco conversation (``### Human: ... ### Assistant: ...``) at its last
+    assistant turn: everything up to and including ``### Assistant:`` is the prompt."""
+    cue = "### Assistant:"
+    i = text.rfind(cue)
+    if i < 0:
+        raise ValueError("not a Guanaco conversation: no '### Assistant:' turn")
+    return {"prompt": text[: i + len(cue)], "completion": " " + text[i + len(cue) :].strip()}
+
+
+def load_task_data(profile: Profile | str | None = None, seed: int = 0, **sizes):
+    """The profile's data as a ``DatasetDict`` with ``train``, ``validation``, ``test`` and columns
+    ``prompt`` and ``completion``. The course task is generated (``sizes`` go to
+    :func:`make_task_data`); a hub data set (or a local folder) of Guanaco chats is loaded, converted with
+    :func:`guanaco_to_prompt_completion` and split. A hub data set that is neither cached nor reachable
+    raises :class:`qlora_course.loading.HubUnavailableError` at once."""
+    profile = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    if profile.dataset is None:
+        return make_task_data(seed=seed, **sizes)
+    if is_hub_id(profile.dataset):
+        check_hub_access(profile.dataset, repo_type="dataset")
+    elif not Path(profile.dataset).expanduser().exists():
+        raise ValueError(f"data set {profile.dataset!r} is neither a local folder nor a hub id ('org/name')")
+    from datasets import DatasetDict, load_dataset
+
+    raw = load_dataset(str(Path(profile.dataset).expanduser()) if not is_hub_id(profile.dataset) else profile.dataset)
+    if "text" not in raw["train"].column_names:
+        raise ValueError(f"{profile.dataset!r}: expected a 'text' column of Guanaco conversations")
+    conv = raw.map(lambda row: guanaco_to_prompt_completion(row["text"]), remove_columns=raw["train"].column_names)
+    split = conv["train"].train_test_split(test_size=0.05, seed=seed)
+    test = conv["test"] if "test" in conv else split["test"]
+    return DatasetDict(train=split["train"], validation=split["test"], test=test)

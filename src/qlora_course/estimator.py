@@ -14,7 +14,8 @@ Training memory has a few parts, and every widely quoted table counts a differen
 ``activations``     what autograd keeps from the forward pass for the backward pass
 ==================  ===========================================================================
 
-:func:`estimate_training_memory` computes each part for a :class:`TrainingSetup`. The activation count
+:func:`estimate_training_memory` computes each part for a :class:`TrainingSetup`, one small function per
+part; ``setup.replace(seq_len=2048)`` makes the same run with one setting changed. The activation count
 is not a rule of thumb: :func:`activation_items` lists, for one decoder layer, every tensor that
 PyTorch's autograd saves (read from the saved-tensor hooks of transformers 5 with the ``sdpa``
 attention on CPU), so the estimate can be checked item by item against :mod:`qlora_course.meters`,
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .double_quant import constant_bits_per_parameter
 from .llama import (
     LLAMA_LINEAR,
     check_config,
@@ -39,6 +41,8 @@ from .llama import (
     parameter_tensor_sizes,
     target_list,
 )
+from .nf4 import check_blocksize
+from .validate import positive_int, probability
 
 __all__ = [
     "METHODS",
@@ -54,9 +58,9 @@ __all__ = [
     "FitDecision",
     "available_memory",
     "check_fit",
-    "estimate_run",
 ]
 
+# what trains: every weight; adapters on a 16-bit base; adapters on a 4-bit NF4 base
 METHODS = ("full", "lora", "qlora")
 OPTIMIZERS = ("adamw", "adamw32bit", "adamw8bit")
 GB = 1e9
@@ -70,12 +74,6 @@ def _nbytes(dtype) -> int:
     if dtype.is_floating_point:
         return torch.finfo(dtype).bits // 8
     return torch.iinfo(dtype).bits // 8
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,9 +121,9 @@ def adamw8bit_state_bytes(numel: int, blocksize: int = 256, min_8bit_size: int =
     (8 bytes per element). The two 256-entry code tables (qmap1, qmap2) are shared by all tensors and
     counted by :func:`optimizer_state_bytes`, not here.
     """
-    _positive_int(numel, "numel")
-    _positive_int(blocksize, "blocksize")
-    _positive_int(min_8bit_size, "min_8bit_size")
+    positive_int(numel, "numel")
+    positive_int(blocksize, "blocksize")
+    positive_int(min_8bit_size, "min_8bit_size")
     if numel < min_8bit_size:
         return 8 * numel
     return 2 * numel + 2 * 4 * math.ceil(numel / blocksize)
@@ -143,7 +141,7 @@ def optimizer_state_bytes(sizes, optimizer: str = "adamw", param_bytes: int = 4)
     sizes = list(sizes)
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in sizes):
         raise ValueError(f"sizes must be non-negative whole numbers of elements, got {sizes[:8]}")
-    _positive_int(param_bytes, "param_bytes")
+    positive_int(param_bytes, "param_bytes")
     if optimizer == "adamw":
         return sum(2 * param_bytes * s + 4 for s in sizes)
     if optimizer == "adamw32bit":
@@ -267,30 +265,47 @@ class TrainingSetup:
     logits_kept: bool = True
 
     def __post_init__(self):
-        from .nf4 import check_blocksize
-
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {METHODS}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
-        _positive_int(self.batch_size, "batch_size")
-        _positive_int(self.seq_len, "seq_len")
-        _positive_int(self.lora_r, "lora_r")
-        if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        positive_int(self.batch_size, "batch_size")
+        positive_int(self.seq_len, "seq_len")
+        positive_int(self.lora_r, "lora_r")
+        probability(self.lora_dropout, "lora_dropout")
         check_blocksize(self.blocksize)
         object.__setattr__(self, "lora_targets", tuple(target_list(self.lora_targets)))
 
+    def replace(self, **changes) -> TrainingSetup:
+        """A copy with ``changes`` to any fields, checked as a new setup is:
+        ``setup.replace(seq_len=2048)`` is the same run with longer sequences. Unknown names raise
+        ``TypeError``."""
+        known = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise TypeError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **changes)
 
-def estimate_training_memory(
-    config, setup: TrainingSetup | str = "qlora", batch_size: int | None = None, seq_len: int | None = None, **settings
-) -> MemoryEstimate:
-    """Bytes of each part of the memory of one training step of a Llama (a ``LlamaConfig``).
+    @property
+    def activation_dtype(self) -> torch.dtype:
+        """The dtype of the activations: ``compute_dtype`` (default ``weight_dtype``), except QLoRA with
+        ``upcast_non_quantized``: float32 embeddings and norms make the residual stream float32, and
+        bitsandbytes' ``Linear4bit`` returns its input's dtype, so every activation is float32."""
+        if self.method == "qlora" and self.upcast_non_quantized:
+            return torch.float32
+        return self.compute_dtype or self.weight_dtype
 
-    ``setup`` is a :class:`TrainingSetup`, or its method name; ``batch_size``, ``seq_len`` and keyword
-    ``settings`` (any other field of :class:`TrainingSetup`) change it, so
-    ``estimate_training_memory(cfg, "lora", 4, 128, lora_r=64)`` and
-    ``estimate_training_memory(cfg, TrainingSetup("lora", 4, 128, lora_r=64))`` are the same estimate.
+    @property
+    def trained_bytes(self) -> int:
+        """Bytes per trainable element: the base's ``weight_dtype`` for full fine-tuning, else the
+        adapters' ``lora_dtype``."""
+        return _nbytes(self.weight_dtype if self.method == "full" else self.lora_dtype)
+
+
+def estimate_training_memory(config, setup: TrainingSetup) -> MemoryEstimate:
+    """Bytes of each part of the memory of one training step of a Llama (a ``LlamaConfig``) trained as
+    ``setup`` says. To vary one setting, change the setup: ``estimate_training_memory(cfg,
+    setup.replace(seq_len=2048))``.
 
     ``activations`` is what is held when the forward pass ends: per token, ``num_hidden_layers`` times
     :func:`activation_items` (or, with ``gradient_checkpointing``, one hidden state per layer), plus
@@ -298,129 +313,134 @@ def estimate_training_memory(
     ``logits_kept``, the logits the model returns. The backward pass adds transients on top (the
     activations' gradients, one recomputed layer with checkpointing), not counted here.
     """
-    if batch_size is not None:
-        settings["batch_size"] = batch_size
-    if seq_len is not None:
-        settings["seq_len"] = seq_len
-    fields = {f.name for f in dataclasses.fields(TrainingSetup)}
-    unknown = sorted(set(settings) - fields)
-    if unknown:
-        raise TypeError(f"unknown training setting(s) {unknown}; known: {sorted(fields)}")
-    if isinstance(setup, TrainingSetup):
-        setup = dataclasses.replace(setup, **settings)
-    elif isinstance(setup, str):
-        setup = TrainingSetup(settings.pop("method", setup), **settings)
-    else:
-        raise TypeError(f"setup must be a TrainingSetup or a method name, got {type(setup).__name__}")
-    check_config(config)
-    method, batch_size, seq_len = setup.method, setup.batch_size, setup.seq_len
-    weight_dtype, compute_dtype, lora_r = setup.weight_dtype, setup.compute_dtype, setup.lora_r
-    lora_targets, lora_dtype, lora_dropout = setup.lora_targets, setup.lora_dtype, setup.lora_dropout
-    optimizer, master_weights = setup.optimizer, setup.master_weights
-    gradient_checkpointing, blocksize = setup.gradient_checkpointing, setup.blocksize
-    double_quant, upcast_non_quantized = setup.double_quant, setup.upcast_non_quantized
-    logits_kept = setup.logits_kept
-    from .double_quant import constant_bits_per_parameter
-
-    w = _nbytes(weight_dtype)
-    compute_dtype = compute_dtype or weight_dtype
-    counts = llama_param_counts(config)
-    shapes = llama_linear_shapes(config)
-    layers = config.num_hidden_layers
-    h, v = config.hidden_size, config.vocab_size
-    tokens = batch_size * seq_len
-
-    # weights
-    quant_constants = 0.0
-    act_dtype = compute_dtype
-    if method == "qlora":
-        other_bytes = 4 if upcast_non_quantized else w
-        weights = counts["linear"] / 2 + (counts["embeddings"] + counts["norms"]) * other_bytes
-        # per quantized layer bitsandbytes also keeps its code tables: 16 float32 values for NF4 and,
-        # with double quantization, the 256-entry 8-bit map and a float32 offset
-        tables = 16 * 4 + (256 * 4 + 4 if double_quant else 0)
-        quant_constants = (
-            counts["linear"] * constant_bits_per_parameter(blocksize, 256, double_quant) / 8
-            + len(shapes) * layers * tables
+    if not isinstance(setup, TrainingSetup):
+        raise TypeError(
+            f"setup must be a TrainingSetup, e.g. TrainingSetup('lora', batch_size=4, seq_len=128), "
+            f"got {type(setup).__name__}"
         )
-        if upcast_non_quantized:
-            # float32 embeddings and norms make the residual stream float32, and bitsandbytes'
-            # Linear4bit returns its input's dtype: every activation is float32, whatever compute_dtype
-            act_dtype = torch.float32
-    else:
-        weights = counts["total"] * w
-
-    # adapters, gradients, optimizer state
-    if method == "full":
-        lora_weights = 0.0
-        trainable = parameter_tensor_sizes(config)
-        train_bytes = w
-    else:
-        targets = check_targets(config, lora_targets)
-        trainable = [n for t in targets for n in (lora_r * shapes[t][0], lora_r * shapes[t][1])] * layers
-        train_bytes = _nbytes(lora_dtype)
-        lora_weights = sum(trainable) * train_bytes
-    gradients = sum(trainable) * train_bytes
-    optimizer_state = optimizer_state_bytes(trainable, optimizer, train_bytes)
-    if master_weights and train_bytes < 4:
-        optimizer_state += 4 * sum(trainable)
-
-    # activations
-    a = _nbytes(act_dtype)
-    items = activation_items(
-        config,
-        method,
-        act_dtype,
-        lora_targets=lora_targets,
-        lora_dtype=lora_dtype,
-        lora_dropout=lora_dropout,
-        lora_r=lora_r,
+    check_config(config)
+    trainable = _trainable_sizes(config, setup)
+    activations, items, model_level = _activations(config, setup)
+    return MemoryEstimate(
+        weights=_weights(config, setup),
+        quant_constants=_quant_constants(config, setup),
+        lora_weights=_adapters(setup, trainable),
+        gradients=sum(trainable) * setup.trained_bytes,
+        optimizer_state=_optimizer_state(setup, trainable),
+        activations=activations,
+        details={
+            "activation_items_per_layer": items,
+            "activation_items_per_model": model_level,
+            "activation_bytes_per_token_per_layer": sum(b for _, b in items),
+            "param_counts": llama_param_counts(config),
+            "trainable_params": sum(trainable),
+        },
     )
-    per_layer = sum(b for _, b in items)
-    head_dim = shapes["q_proj"][1] // config.num_attention_heads
-    model_level = [
+
+
+def _weights(config, setup: TrainingSetup) -> float:
+    """Bytes of the base parameters. QLoRA: the decoder's linear weights packed two per byte, the rest
+    (embeddings, norms) in float32 with ``upcast_non_quantized``, else in ``weight_dtype``."""
+    counts = llama_param_counts(config)
+    w = _nbytes(setup.weight_dtype)
+    if setup.method != "qlora":
+        return counts["total"] * w
+    other_bytes = 4 if setup.upcast_non_quantized else w
+    return counts["linear"] / 2 + (counts["embeddings"] + counts["norms"]) * other_bytes
+
+
+def _quant_constants(config, setup: TrainingSetup) -> float:
+    """QLoRA only: bytes of the blocks' absmax constants (8-bit with double quantization, plus their
+    second-level scales) and, per quantized layer, bitsandbytes' code tables: 16 float32 values for NF4
+    and, with double quantization, the 256-entry 8-bit map and a float32 offset."""
+    if setup.method != "qlora":
+        return 0.0
+    counts = llama_param_counts(config)
+    n_layers = len(llama_linear_shapes(config)) * config.num_hidden_layers
+    tables = 16 * 4 + (256 * 4 + 4 if setup.double_quant else 0)
+    bits = constant_bits_per_parameter(setup.blocksize, 256, setup.double_quant)
+    return counts["linear"] * bits / 8 + n_layers * tables
+
+
+def _trainable_sizes(config, setup: TrainingSetup) -> list[int]:
+    """Element counts of the trainable tensors: every parameter for full fine-tuning, else per layer and
+    target the adapters' A ``(r, in)`` and B ``(out, r)``."""
+    if setup.method == "full":
+        return parameter_tensor_sizes(config)
+    shapes = llama_linear_shapes(config)
+    targets = check_targets(config, setup.lora_targets)
+    r = setup.lora_r
+    return [n for t in targets for n in (r * shapes[t][0], r * shapes[t][1])] * config.num_hidden_layers
+
+
+def _adapters(setup: TrainingSetup, trainable: list[int]) -> float:
+    """Bytes of the LoRA adapters (none for full fine-tuning, whose trained weights are the base's)."""
+    if setup.method == "full":
+        return 0.0
+    return sum(trainable) * setup.trained_bytes
+
+
+def _optimizer_state(setup: TrainingSetup, trainable: list[int]) -> float:
+    """Bytes of the optimizer's state (:func:`optimizer_state_bytes`), plus a float32 master copy of
+    every trainable 16-bit parameter with ``master_weights``."""
+    state = optimizer_state_bytes(trainable, setup.optimizer, setup.trained_bytes)
+    if setup.master_weights and setup.trained_bytes < 4:
+        state += 4 * sum(trainable)
+    return state
+
+
+def _model_level_activations(config, setup: TrainingSetup) -> list[tuple[str, float]]:
+    """What the model keeps per token outside its decoder layers, as ``[(name, bytes_per_token)]``."""
+    a = _nbytes(setup.activation_dtype)
+    h, v = config.hidden_size, config.vocab_size
+    items = [
         ("final norm: float32 input and rsqrt", 4 * h + 4),
         ("loss: float32 log-probabilities", 4 * v),
         ("loss: shifted labels (int64)", 8),
     ]
-    if method == "full":
-        model_level += [
+    if setup.method == "full":
+        items += [
             ("final norm: normalised input", a * h),
             ("lm_head: input", a * h),
             ("embedding: token ids (int64)", 8),
         ]
-    elif not gradient_checkpointing:
+    elif not setup.gradient_checkpointing:
         # the frozen embedding's output needs no gradient, so the first layer's input norm saves
         # nothing, nor does dropout on the first q/k/v LoRA inputs keep its noise
         first = -(4 * h + 4)
-        if lora_dropout > 0:
-            first -= _nbytes(lora_dtype) * h * len({"q_proj", "k_proj", "v_proj"} & set(lora_targets))
-        model_level.append(("first layer: input norm and dropout noise not saved", first))
-    if logits_kept:
-        model_level.append(("logits returned by the model", a * v))
-    per_token = sum(b for _, b in model_level)
-    cos_sin = 2 * head_dim * a * seq_len  # one copy per position, broadcast over the batch
-    if gradient_checkpointing:
+        if setup.lora_dropout > 0:
+            first -= _nbytes(setup.lora_dtype) * h * len({"q_proj", "k_proj", "v_proj"} & set(setup.lora_targets))
+        items.append(("first layer: input norm and dropout noise not saved", first))
+    if setup.logits_kept:
+        items.append(("logits returned by the model", a * v))
+    return items
+
+
+def _activations(config, setup: TrainingSetup) -> tuple[float, list, list]:
+    """``(bytes, per-layer items, model-level items)`` of the activations held at the end of the forward
+    pass: the decoder layers' (:func:`activation_items`; with checkpointing only each layer's input), the
+    model-level ones per token, and cos/sin once per position (broadcast over the batch)."""
+    act_dtype = setup.activation_dtype
+    a = _nbytes(act_dtype)
+    items = activation_items(
+        config,
+        setup.method,
+        act_dtype,
+        lora_targets=setup.lora_targets,
+        lora_dtype=setup.lora_dtype,
+        lora_dropout=setup.lora_dropout,
+        lora_r=setup.lora_r,
+    )
+    model_level = _model_level_activations(config, setup)
+    layers, h = config.num_hidden_layers, config.hidden_size
+    tokens = setup.batch_size * setup.seq_len
+    head_dim = llama_linear_shapes(config)["q_proj"][1] // config.num_attention_heads
+    cos_sin = 2 * head_dim * a * setup.seq_len
+    if setup.gradient_checkpointing:
         layer_part = layers * a * h * tokens
     else:
-        layer_part = layers * per_layer * tokens
-    activations = layer_part + per_token * tokens + cos_sin
-    details = {
-        "activation_items_per_layer": items,
-        "activation_items_per_model": model_level,
-        "activation_bytes_per_token_per_layer": per_layer,
-        "param_counts": counts,
-        "trainable_params": sum(trainable),
-    }
-    return MemoryEstimate(
-        weights=weights,
-        quant_constants=quant_constants,
-        lora_weights=lora_weights,
-        gradients=gradients,
-        optimizer_state=optimizer_state,
-        activations=activations,
-        details=details,
-    )
+        layer_part = layers * sum(b for _, b in items) * tokens
+    return layer_part + sum(b for _, b in model_level) * tokens + cos_sin, items, model_level
 
 
 # --- will it fit? ----------------------------------------------------------------------------------
@@ -471,48 +491,3 @@ def check_fit(
         f"{available / GB:.2f} GB available on {device}"
     )
     return FitDecision(fits, float(needed), available, device, reason)
-
-
-def estimate_run(
-    config,
-    method: str,
-    settings: dict,
-    compute_dtype,
-    *,
-    load_dtype=None,
-    batch_size: int | None = None,
-    seq_len: int | None = None,
-    gradient_checkpointing: bool = True,
-    use_dora: bool = False,
-) -> MemoryEstimate:
-    """The estimate for one of lesson 5's runs: ``method`` in ``{"qlora", "lora", "full"}`` with a profile's
-    ``settings`` (``r``, ``batch_size``, ``max_length``), every sequence at ``max_length`` (the worst
-    case), 32-bit AdamW state (the size of ``paged_adamw_32bit``'s) and float32 adapters.
-    ``load_dtype`` is the dtype the base is loaded in (default ``compute_dtype``; full fine-tuning under
-    float16 mixed precision loads float32). DoRA adds a magnitude vector per adapted layer."""
-    load_dtype = load_dtype or compute_dtype
-    est = estimate_training_memory(
-        config,
-        method,
-        batch_size or settings["batch_size"],
-        seq_len or settings["max_length"],
-        weight_dtype=load_dtype,
-        compute_dtype=compute_dtype,
-        lora_r=settings["r"],
-        lora_dtype=torch.float32,
-        lora_dropout=settings.get("lora_dropout", 0.0) if method != "full" else 0.0,
-        gradient_checkpointing=gradient_checkpointing,
-    )
-    if use_dora and method != "full":
-        shapes = llama_linear_shapes(config)
-        extra = sum(shapes[t][1] for t in LLAMA_LINEAR) * config.num_hidden_layers * 4  # float32 magnitudes
-        est = MemoryEstimate(
-            est.weights,
-            est.quant_constants,
-            est.lora_weights + extra,
-            est.gradients + extra,
-            est.optimizer_state + 2 * extra,
-            est.activations,
-            est.details,
-        )
-    return est

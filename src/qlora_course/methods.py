@@ -7,9 +7,10 @@ recipe with one thing changed at a time, for several seeds, which is what this m
   after a 3 % warmup, clipping at 0.3, completion-only loss), with the mixed precision that
   :func:`qlora_course.finetune.training_precision` chooses and checkpointing under the name the
   installed transformers uses;
-- :func:`load_base` loads the base for a method: 4-bit NF4 with double quantization, or 16/32-bit;
-- :func:`estimate_method` asks lesson 4's estimator how much memory a run needs, so that a run that
-  cannot fit the device is skipped with the reason instead of crashing;
+- :func:`qlora_course.loading.load_base` loads the base for a method: 4-bit NF4 with double
+  quantization, or 16/32-bit;
+- :func:`estimate_method` asks lesson 4's estimator (through :func:`estimate_run`) how much memory a run
+  needs, so that a run that cannot fit the device is skipped with the reason instead of crashing;
 - :func:`run_method` builds, trains and evaluates one method for one seed and frees what it loaded.
 
 Every run keeps its adapters in float32 (:func:`qlora_course.finetune.cast_trainable`): TRL would make a
@@ -26,21 +27,28 @@ import warnings
 
 import torch
 
+from .estimator import MemoryEstimate, TrainingSetup, estimate_training_memory
+from .evaluation import completion_loss, exact_match
+from .finetune import cast_trainable, training_precision
+from .llama import LLAMA_LINEAR, llama_linear_shapes
+from .loading import load_base
+from .loading import nf4_config as nf4_config  # old home, kept for tools/grade_probes.py only; use loading's
+from .settings import TrainingSettings
+
 __all__ = [
-    "METHODS",
+    "COMPARED_METHODS",
     "checkpointing_args",
     "enable_checkpointing",
     "training_args",
-    "nf4_config",
-    "load_base",
+    "estimate_run",
     "estimate_method",
     "evaluate_task",
     "run_method",
     "release_memory",
 ]
 
-# name -> (memory-estimator method, DoRA?)
-METHODS = {
+# The methods lesson 5 compares, by the name it shows: name -> (the estimator's method, DoRA?)
+COMPARED_METHODS = {
     "QLoRA": ("qlora", False),
     "LoRA": ("lora", False),
     "full fine-tuning": ("full", False),
@@ -48,10 +56,11 @@ METHODS = {
 }
 
 
-def _method(name: str) -> tuple[str, bool]:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose from {list(METHODS)}")
-    return METHODS[name]
+def _compared(name: str) -> tuple[str, bool]:
+    """``(method, dora)`` of a compared method's name, e.g. ``"QDoRA" -> ("qlora", True)``."""
+    if name not in COMPARED_METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {list(COMPARED_METHODS)}")
+    return COMPARED_METHODS[name]
 
 
 def checkpointing_args(on: bool, args_class=None) -> dict:
@@ -78,7 +87,7 @@ def enable_checkpointing(model) -> None:
 
 
 def training_args(
-    settings: dict,
+    settings: TrainingSettings,
     output_dir: str,
     method: str,
     compute_dtype,
@@ -95,24 +104,22 @@ def training_args(
     method's learning rate; ``gradient_checkpointing`` to the settings'."""
     from trl import SFTConfig
 
-    from .finetune import training_precision
-
     precision = training_precision(method, compute_dtype)
-    steps = steps or settings["max_steps"]
-    lr = learning_rate or (settings["full_learning_rate"] if method == "full" else settings["learning_rate"])
+    steps = steps or settings.max_steps
+    lr = learning_rate or (settings.full_learning_rate if method == "full" else settings.learning_rate)
     if gradient_checkpointing is None:
-        gradient_checkpointing = settings.get("gradient_checkpointing", True)
+        gradient_checkpointing = settings.gradient_checkpointing
     kwargs = dict(
         output_dir=output_dir,
         max_steps=steps,
         learning_rate=lr,
-        per_device_train_batch_size=settings["batch_size"],
-        gradient_accumulation_steps=settings["grad_accum"],
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=max(1, round(0.03 * steps)),
         max_grad_norm=0.3,
         optim="paged_adamw_32bit",
-        max_length=settings["max_length"],
+        max_length=settings.max_length,
         completion_only_loss=True,
         logging_steps=5,
         save_strategy="no",
@@ -129,44 +136,54 @@ def training_args(
     return SFTConfig(**kwargs)
 
 
-def nf4_config(compute_dtype):
-    """The QLoRA paper's ``BitsAndBytesConfig``: 4-bit NF4, double quantization, ``compute_dtype``."""
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
+def estimate_run(
+    config,
+    method: str,
+    settings: TrainingSettings,
+    compute_dtype,
+    *,
+    load_dtype=None,
+    batch_size: int | None = None,
+    seq_len: int | None = None,
+    gradient_checkpointing: bool = True,
+    use_dora: bool = False,
+) -> MemoryEstimate:
+    """The estimate for one of lesson 5's runs: ``method`` in ``{"qlora", "lora", "full"}`` with a profile's
+    ``settings`` (``r``, ``lora_dropout``, ``batch_size``, ``max_length``), every sequence at ``max_length``
+    (the worst case), 32-bit AdamW state (the size of ``paged_adamw_32bit``'s) and float32 adapters.
+    ``load_dtype`` is the dtype the base is loaded in (default ``compute_dtype``; full fine-tuning under
+    float16 mixed precision loads float32). DoRA adds a float32 magnitude vector per adapted layer, trained
+    like the adapters (a gradient and two AdamW moments)."""
+    setup = TrainingSetup(
+        method,
+        batch_size or settings.batch_size,
+        seq_len or settings.max_length,
+        weight_dtype=load_dtype or compute_dtype,
+        compute_dtype=compute_dtype,
+        lora_r=settings.r,
+        lora_dtype=torch.float32,
+        lora_dropout=settings.lora_dropout if method != "full" else 0.0,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+    est = estimate_training_memory(config, setup)
+    if not use_dora or method == "full":
+        return est
+    shapes = llama_linear_shapes(config)
+    extra = sum(shapes[t][1] for t in LLAMA_LINEAR) * config.num_hidden_layers * 4  # float32 magnitudes
+    return dataclasses.replace(
+        est,
+        lora_weights=est.lora_weights + extra,
+        gradients=est.gradients + extra,
+        optimizer_state=est.optimizer_state + 2 * extra,
     )
 
 
-def load_base(model_path: str, tokenizer, method: str, compute_dtype, device_map, quantization_config=None):
-    """A fresh base model for ``method``: 4-bit NF4 (``"qlora"``) or in the dtype
-    :func:`qlora_course.finetune.training_precision` gives; resized to ``tokenizer`` if needed."""
-    from transformers import AutoModelForCausalLM
-
-    from .finetune import training_precision
-    from .profiles import match_vocabulary
-
-    precision = training_precision(method, compute_dtype)
-    if method == "qlora":
-        quantization_config = quantization_config or nf4_config(compute_dtype)
-    else:
-        quantization_config = None
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, quantization_config=quantization_config, dtype=precision["load_dtype"], device_map=device_map
-    )
-    return match_vocabulary(model, tokenizer)
-
-
-def estimate_method(config, name: str, settings: dict, compute_dtype, gradient_checkpointing: bool = True):
-    """Lesson 4's estimate (a :class:`qlora_course.estimator.MemoryEstimate`) for one run of method ``name``
-    (a key of :data:`METHODS`) with a profile's ``settings``, loaded as :func:`load_base` loads it."""
-    from .estimator import estimate_run
-    from .finetune import training_precision
-
-    method, dora = _method(name)
+def estimate_method(
+    config, name: str, settings: TrainingSettings, compute_dtype, gradient_checkpointing: bool = True
+) -> MemoryEstimate:
+    """Lesson 4's estimate for one run of method ``name`` (a key of :data:`COMPARED_METHODS`) with a
+    profile's ``settings``, loaded as :func:`qlora_course.loading.load_base` loads it."""
+    method, dora = _compared(name)
     load = training_precision(method, compute_dtype)["load_dtype"]
     return estimate_run(
         config,
@@ -179,12 +196,10 @@ def estimate_method(config, name: str, settings: dict, compute_dtype, gradient_c
     )
 
 
-def evaluate_task(model, tokenizer, data, settings: dict) -> dict:
+def evaluate_task(model, tokenizer, data, settings: TrainingSettings) -> dict:
     """Held-out measures of ``model``: ``seen`` and ``unseen`` exact match (the course task's ``test`` and
     ``test_unseen`` splits; ``None`` for chat data) and ``loss``, the completion loss on ``test``."""
-    from .evaluation import completion_loss, exact_match
-
-    limit = settings["eval_limit"]
+    limit = settings.eval_limit
     out = {"seen": None, "unseen": None}
     if "test_unseen" in data:
         out["seen"] = exact_match(
@@ -193,7 +208,7 @@ def evaluate_task(model, tokenizer, data, settings: dict) -> dict:
         out["unseen"] = exact_match(
             model, tokenizer, data["test_unseen"], limit=limit, max_new_tokens=4, progress=False
         ).accuracy
-    out["loss"] = completion_loss(model, tokenizer, data["test"], limit=limit, max_length=settings["max_length"])
+    out["loss"] = completion_loss(model, tokenizer, data["test"], limit=limit, max_length=settings.max_length)
     return out
 
 
@@ -210,7 +225,7 @@ def run_method(
     model_path: str,
     tokenizer,
     data,
-    settings: dict,
+    settings: TrainingSettings,
     targets: list[str],
     compute_dtype,
     device: str,
@@ -219,7 +234,7 @@ def run_method(
     seed: int = 0,
     step_peak=None,
 ) -> dict:
-    """Build, train and evaluate method ``name`` (a key of :data:`METHODS`) for one ``seed``.
+    """Build, train and evaluate method ``name`` (a key of :data:`COMPARED_METHODS`) for one ``seed``.
 
     Returns ``{"seen", "unseen", "loss", "trainable", "seconds", "curve", "peak"}``; ``peak`` is
     ``step_peak(model)`` (bytes of one training step) if given. Everything the run loaded is freed
@@ -228,10 +243,8 @@ def run_method(
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from trl import SFTTrainer
 
-    from .finetune import cast_trainable
-
-    method, dora = _method(name)
-    checkpointing = settings.get("gradient_checkpointing", True)
+    method, dora = _compared(name)
+    checkpointing = settings.gradient_checkpointing
     torch.manual_seed(seed)
     model = load_base(model_path, tokenizer, method, compute_dtype, device_map)
     if method == "qlora":
@@ -245,9 +258,9 @@ def run_method(
         model = get_peft_model(
             model,
             LoraConfig(
-                r=settings["r"],
-                lora_alpha=settings["lora_alpha"],
-                lora_dropout=settings["lora_dropout"],
+                r=settings.r,
+                lora_alpha=settings.lora_alpha,
+                lora_dropout=settings.lora_dropout,
                 target_modules=targets,
                 use_dora=dora,
                 task_type="CAUSAL_LM",

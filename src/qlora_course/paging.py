@@ -10,10 +10,9 @@ bytes: weights and activations never leave the device.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
-from .estimator import _positive_int
+from .validate import non_negative_int, positive_int, positive_number
 
 __all__ = ["PagingResult", "training_trace", "trace_from_estimates", "PagingSimulator"]
 
@@ -56,18 +55,10 @@ def training_trace(
     more on ``spike_step``, a long sequence) and an optimizer event that touches the whole optimizer
     state. ``weights`` and ``optimizer_state`` are passed on so the simulator knows the resident sizes.
     """
-    for name, val in (
-        ("steps", steps),
-        ("weights", weights),
-        ("optimizer_state", optimizer_state),
-        ("activations", activations),
-    ):
-        if isinstance(val, bool) or not isinstance(val, int) or val < (1 if name == "steps" else 0):
-            raise ValueError(
-                f"{name} must be a {'positive' if name == 'steps' else 'non-negative'} integer, got {val!r}"
-            )
-    if isinstance(spike_factor, bool) or not isinstance(spike_factor, numbers.Real) or not 0 < spike_factor < math.inf:
-        raise ValueError(f"spike_factor must be a positive finite number, got {spike_factor!r}")
+    positive_int(steps, "steps")
+    for name, val in (("weights", weights), ("optimizer_state", optimizer_state), ("activations", activations)):
+        non_negative_int(val, name)
+    positive_number(spike_factor, "spike_factor")
     if spike_step is not None and not 0 <= spike_step < steps:
         raise ValueError(f"spike_step must be in [0, {steps}), got {spike_step}")
     trace = []
@@ -103,7 +94,7 @@ class PagingSimulator:
         paged: bool = True,
         prefetch: bool = True,
     ):
-        _positive_int(page_bytes, "page_bytes")
+        positive_int(page_bytes, "page_bytes")
         if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes < page_bytes:
             raise ValueError(
                 f"budget_bytes ({budget_bytes!r}) must be an integer of at least one page ({page_bytes} bytes)"

@@ -2,7 +2,7 @@ OK_FORMAT = True
 
 test = {   'name': 'q4',
     'points': 1,
-    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course.methods import nf4_config as _nf4_config\n'
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course.loading import nf4_config as _nf4_config\n'
                                                '>>> _base4 = AutoModelForCausalLM.from_pretrained(profile.model_path(), quantization_config=_nf4_config(compute_dtype), dtype=compute_dtype, '
                                                'device_map=DEVICE_MAP)\n'
                                                '>>> _t = lora_target_modules(_base4)\n'

@@ -39,7 +39,7 @@ system-deps-test:
 	@$(SYSTEM_DEPS) bwrap chromium
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not notebook and not slow"
+	$(BIN)/python -m pytest -m "not notebook and not slow and not benchmark"
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m benchmark
@@ -73,7 +73,7 @@ UNSAFE ?=
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions [GRADES=grades CPU_LIMIT=600 MEMORY_LIMIT=8 JOBS=1 UNSAFE=1]"; exit 2; }
 	@$(if $(UNSAFE),:,$(SYSTEM_DEPS) bwrap)
-	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --out "$(GRADES)" --cpu-limit $(CPU_LIMIT) --memory-limit $(MEMORY_LIMIT) --jobs $(JOBS) $(if $(UNSAFE),--unsafe)
+	$(BIN)/python -m qlora_grading "$(SUBMISSIONS)" --out "$(GRADES)" --cpu-limit $(CPU_LIMIT) --memory-limit $(MEMORY_LIMIT) --jobs $(JOBS) $(if $(UNSAFE),--unsafe)
 
 slides: $(STAMP)
 	$(BIN)/python tools/build_slides.py

@@ -1,12 +1,24 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from qlora_course import syllabus
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
-LESSONS = sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+LESSONS = syllabus.names()
+
+
+@pytest.fixture(scope="session")
+def executed_dir(tmp_path_factory) -> Path:
+    """The folder of this session's executed solution notebooks: the notebook tests put each lesson's
+    there as they run it, and the site test builds from it (running itself any lesson that is missing).
+    ``QLORA_COURSE_EXECUTED`` names a folder of executed copies instead (e.g. ``course-output``)."""
+    folder = os.environ.get("QLORA_COURSE_EXECUTED")
+    return Path(folder) if folder else tmp_path_factory.mktemp("executed")
 
 
 @pytest.fixture(scope="session")

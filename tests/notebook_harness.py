@@ -33,6 +33,34 @@ def questions(solution: nbformat.NotebookNode) -> dict[str, str]:
     return out
 
 
+def solution_answers(lesson: str) -> dict[str, str]:
+    """``answer name -> solution code`` of a lesson's solution notebook (the name its code defines)."""
+    out = {}
+    for code in questions(load(ROOT / "solutions" / f"{lesson}.ipynb")).values():
+        out[re.search(r"^(?:def|class) (\w+)", code, re.M).group(1)] = code
+    return out
+
+
+def answer_namespace(lesson: str) -> dict:
+    """A namespace in which a lesson's answers run as in its notebook: the notebook's imports, then the
+    solution's answers (a later answer may call an earlier one)."""
+    import ast
+
+    ns: dict = {}
+    for cell in load(ROOT / "solutions" / f"{lesson}.ipynb").cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        exec(compile(ast.Module(imports, []), f"<{lesson} imports>", "exec"), ns)
+    for code in solution_answers(lesson).values():
+        exec(code, ns)
+    return ns
+
+
 def stubs(student: nbformat.NotebookNode) -> list[str]:
     """The answer cells of a student notebook, in order."""
     return [c.source for c in student.cells if "otter_answer_cell" in c.get("metadata", {}).get("tags", [])]

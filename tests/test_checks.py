@@ -54,10 +54,12 @@ def test_expect_number_and_int_accept_every_kind_of_number_and_nothing_else():
 
 
 def test_require_stops_on_an_unsolved_exercise():
-    assert checks.require(0, "q1") == 0 and checks.require([], "q1") == []
+    assert checks.require(0, "rank_r_approx") == 0 and checks.require([], "rank_r_approx") == []
     for missing in (None, ...):
-        with pytest.raises(checks.ExerciseNotSolved, match="Exercise q2 is not solved yet, and loading the base"):
-            checks.require(missing, "q2", "loading the base")
+        with pytest.raises(
+            checks.ExerciseNotSolved, match="exercise qlora_bnb_config is not solved yet, and loading the base"
+        ):
+            checks.require(missing, "qlora_bnb_config", "loading the base")
 
 
 class PlainLoRA(nn.Module):

@@ -81,8 +81,11 @@ def test_toy_tasks_are_deterministic_and_training_is_repeatable():
 
 
 def test_public_exercise_tests_ship_with_the_package():
+    from qlora_course import exercises
+
     for lesson in LESSONS:
-        assert sorted(p.name for p in Path(exercise_tests_dir(lesson)).glob("q*.py"))
+        shipped = sorted(p.name for p in Path(exercise_tests_dir(lesson)).glob("*.py"))
+        assert shipped == sorted(f"{ex.name}.py" for ex in exercises.exercises(lesson)), lesson
     with pytest.raises(ValueError, match="no exercise tests"):
         exercise_tests_dir("99_nothing")
 

@@ -25,38 +25,47 @@ import nbformat
 import psutil
 import pytest
 from conftest import LESSONS, ROOT
-from notebook_harness import hidden_lines, load, questions
-from wrong_answers import ALTERNATIVES, WRONG
+from notebook_harness import load, solution_answers
+
+from qlora_course import exercises, syllabus
+from qlora_grading import grade
+from qlora_grading.gradebook import Result, write_gradebook
+from qlora_grading.notebook import CHECK
+from qlora_grading.sandbox import Limits, run_notebook
+from qlora_grading.submissions import lesson_of
 
 pytestmark = pytest.mark.notebook  # grading executes notebooks
 
+COURSE = "qlora_course.exercises"
 LESSON = "03_double_quant"
-FULL = {"q1": 1, "q2": 2, "q3": 2, "q4": 1, "q5": 2}
+FULL = exercises.course().points(LESSON)
 NONE = dict.fromkeys(FULL, 0)
+Q = list(FULL)  # the lesson's exercises in order: constant_bits, dynamic_map_signed, centre_and_scale, ...
 LIMITS = dict(cpu=30, wall=400, memory_gb=8.0)  # a trimmed notebook needs a third of this CPU time
 MARK = "qlora-grading-attack"  # in every process an attacker starts, to find leftovers
-CHECK = r"""\s*grader\.check\(\s*["'](\w+)["']\s*\)\s*"""
-# cells besides the setup cell that a trimmed notebook keeps: they build what tests and probes read
-CONTEXT = {"04_memory": "course_cfg = model.config", "05_qlora_finetune": "data = load_task_data(profile)"}
 
 
 def points_of(lesson: str) -> dict[str, float]:
-    import build_notebooks
+    return exercises.course().points(lesson)
 
-    return build_notebooks.grading_reference(ROOT / "solutions" / f"{lesson}.ipynb")[1]
+
+def first(lesson: str, kind: str) -> dict[str, str]:
+    """The first answer of ``kind`` ("wrong", "alternatives") of every exercise of ``lesson``."""
+    return {ex.name: getattr(ex, kind)[0] for ex in exercises.exercises(lesson)}
 
 
 def solved(lesson: str = LESSON, **replace: str) -> dict[str, str]:
-    return {**questions(load(ROOT / "solutions" / f"{lesson}.ipynb")), **replace}
+    return {**solution_answers(lesson), **replace}
 
 
 def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesson: str = LESSON, full: bool = False):
     """A submission of ``lesson``: its student notebook with the answer cell of each question ``q`` in
     ``answers`` replaced by ``answers[q]`` (the others keep the stub) and the code ``extra[q]`` added after
-    q's check cell (``extra["start"]`` after the setup cell). Trimmed to the setup cell, the ``CONTEXT``
-    cell, answer and check cells unless ``full``."""
+    q's check cell (``extra["start"]`` after the setup cell). Trimmed to the setup cell, the lesson's context cells
+    (``syllabus.Lesson.context``), answer and check cells unless ``full``."""
     import re
 
+    context = syllabus.lesson(lesson).context
     extra = extra or {}
     student = load(ROOT / "notebooks" / f"{lesson}.ipynb")
     code = [i for i, c in enumerate(student.cells) if c.cell_type == "code"]
@@ -71,7 +80,7 @@ def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesso
             q = checks[min(j for j in checks if j > i)]  # an answer cell's question: the next check cell's
             answer = answers.get(q)
             cells.append(nbformat.v4.new_code_cell(cell.source if answer is None else answer))
-        elif i in checks or i == code[0] or full or CONTEXT.get(lesson, "\0") in cell.source:
+        elif i in checks or i == code[0] or full or any(cell.source.startswith(c) for c in context):
             cells.append(nbformat.v4.new_code_cell(cell.source))
         for key in [checks.get(i)] + (["start"] if i == code[0] else []):
             if key in extra:
@@ -79,15 +88,6 @@ def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesso
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
     return nb
-
-
-def _references(folder: Path, lessons) -> Path:
-    """References like build/grading's, cut to the setup, context, solution and check cells."""
-    for lesson in lessons:
-        (folder / lesson).mkdir(parents=True)
-        nbformat.write(notebook(solved(lesson), lesson=lesson), folder / lesson / "reference.ipynb")
-        (folder / lesson / "questions.json").write_text(json.dumps(points_of(lesson)))
-    return folder
 
 
 # hunts the grader's folders (their real paths: it knows them), tampers with the course package and the
@@ -119,32 +119,32 @@ if os.fork() == 0:
     os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", "{mark}"])
 """
 
-# replaces the runner's probes and comparison, and writes result lines claiming full marks to every pipe
-# it can find (at the start; after the last check, where they come last, forged values only)
+# replaces every probe of the lesson (the objects the runner uses) by one that reports forged values,
+# and writes result lines claiming full marks to every pipe it can find (at the start; after the last
+# check, where they come last, forged values only)
 FORGE = """
 import json, os, stat, sys
-gp = sys.modules.get("grade_probes")
-if gp is not None:
-    gp.same = lambda *a, **k: True
-    for _q in list(gp.PROBES["03_double_quant"]):
-        gp.PROBES["03_double_quant"][_q] = lambda ns, g: {"forged": True}
-forged = {"q1": {"(128,)": 0.25}, "q2": {"map": {"tensor": "torch.float32", "shape": [256], "data": ""}}}
+from qlora_course import exercises as _ex
+for _e in _ex.exercises("03_double_quant"):
+    object.__setattr__(_e, "probe", lambda answer, g: {"forged": True})
+forged = {"constant_bits": {"(128,)": {"float": 0.25}},
+          "dynamic_map_signed": {"map": {"tensor": "torch.float32", "shape": [256], "data": ""}}}
 for fd in range(1, 64):
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             continue
-        for q in ("q1", "q2", "q3", "q4", "q5"):
+        for q in QUESTIONS:
             for event in ({"event": "public", "q": q, "passed": True, "error": None},
-                          {"event": "probe", "q": q, "values": forged.get(q, {})})[{first}:]:
+                          {"event": "probe", "q": q, "values": forged.get(q, {}), "used": []})[{first}:]:
                 os.write(fd, (json.dumps(event) + "\\n").encode())
     except OSError:
         pass
-"""
+""".replace("QUESTIONS", repr(Q))
 
-# its q3 answer: reads what it can and puts it in the message of the error it raises
+# its centre_and_scale: reads what it can and puts it in the message of the error it raises
 LEAK = """
 import glob
-tops = ("/grader", "/submission", "/tmp", {references!r})
+tops = ("/submission", "/tmp", {secret_dir!r})
 secrets = [p for top in tops for p in glob.glob(top + "/**", recursive=True)]
 def centre_and_scale(absmax, blocksize=256):
     raise AssertionError("offset is the mean of all constants " + repr(absmax.tolist()[:5]) + repr(secrets))
@@ -157,41 +157,46 @@ def _site_packages() -> Path:
     return Path(torch.__file__).parents[1]
 
 
-def _class(root: Path, out: Path, references: Path, port: int) -> None:
+def _class(root: Path, out: Path, port: int) -> None:
     """The class on disk (students sorted by name are graded in that order: the victims last)."""
-    wrong = {q: answers[0] for q, answers in WRONG[LESSON].items()}
+    wrong = first(LESSON, "wrong")
     hosts = ["127.0.0.1"]
     try:
         hosts.append(socket.gethostbyname(socket.gethostname()))  # the grading machine's own address
     except OSError:
         pass
     escape = ESCAPE.format(
-        targets=[str(out), str(root), str(references), str(ROOT / "build"), "/tmp"],
-        tamper=[str(p) for p in sorted((ROOT / "src" / "qlora_course").glob("*.py"))]
-        + [str(_site_packages() / "qlora_tampered.pth")],
+        targets=[str(out), str(root), str(ROOT / "build"), "/tmp"],
+        tamper=[str(p) for p in sorted((ROOT / "src").rglob("*.py"))] + [str(_site_packages() / "qlora_tampered.pth")],
         hosts=hosts,
         port=port,
         mark=MARK,
     )
+    constant_bits, dynamic_map, centre, nearest, reconstruct = Q
     class_ = {
-        # partly done: q1 and q4 answered, q2's answer raises, q3 the stub, an endless loop after q4's check
+        # partly done: two answers right, one raises, one the stub, an endless loop after nearest_index's check
         "carol": notebook(
-            solved(q2="def dynamic_map_signed():\n    raise RuntimeError('a bug in my answer')\n", q3=None),
-            {"q4": "while True:\n    pass\n"},
+            solved(
+                **{
+                    dynamic_map: "def dynamic_map_signed():\n    raise RuntimeError('a bug in my answer')\n",
+                    centre: None,
+                }
+            ),
+            {nearest: "while True:\n    pass\n"},
         ),
-        # q3's answer deleted, leaves by os._exit after q4's check
-        "erin": notebook(solved(q3=""), {"q4": "import os\nos._exit(0)\n"}),
+        # centre_and_scale's answer deleted, leaves by os._exit after nearest_index's check
+        "erin": notebook(solved(**{centre: ""}), {nearest: "import os\nos._exit(0)\n"}),
         "mallory": notebook(
-            {**wrong, "q3": LEAK.format(references=str(references))},
-            {"start": escape + FORGE.replace("{first}", "0"), "q5": FORGE.replace("{first}", "1")},
+            {**wrong, centre: LEAK.format(secret_dir=str(out))},
+            {"start": escape + FORGE.replace("{first}", "0"), reconstruct: FORGE.replace("{first}", "1")},
         ),
-        "yan": notebook(wrong),  # victims, graded after the attacker: the first of WRONG's answers
+        "yan": notebook(wrong),  # victims, graded after the attacker: the first wrong answer of each exercise
     }
     for name, nb in class_.items():
         (root / name).mkdir(parents=True)
         nbformat.write(nb, root / name / f"{LESSON}.ipynb")
     (root / "zoe").mkdir()
-    alternatives = {q: answers[0] for q, answers in ALTERNATIVES[LESSON].items()}  # other right answers
+    alternatives = first(LESSON, "alternatives")  # other right answers
     nbformat.write(notebook(alternatives), root / "zoe" / "03_Double_Quant (1).ipynb")  # a browser's copy
     (root / "gina" / "old").mkdir(parents=True)
     (root / "gina" / f"{LESSON}.ipynb").write_text("")
@@ -207,7 +212,7 @@ def _class(root: Path, out: Path, references: Path, port: int) -> None:
 
 def _source_hash() -> str:
     h = hashlib.sha256()
-    for path in sorted((ROOT / "src").rglob("*.py")) + sorted((ROOT / "tools").glob("grade*.py")):
+    for path in sorted((ROOT / "src").rglob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()
 
@@ -218,15 +223,12 @@ def _rows(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    import grade
-
-    references = _references(tmp_path_factory.mktemp("references"), [LESSON])
     root, out = tmp_path_factory.mktemp("submissions"), tmp_path_factory.mktemp("grades")
     listener = socket.create_server(("0.0.0.0", 0))
     listener.setblocking(False)
-    _class(root, out, references, listener.getsockname()[1])
+    _class(root, out, listener.getsockname()[1])
     before = _source_hash()
-    results = grade.grade_all(root, out, grade.Limits(**LIMITS), jobs=2, references=references, progress=False)
+    results = grade.grade_all(root, out, COURSE, Limits(**LIMITS), jobs=2, progress=False)
     time.sleep(2)  # give anything left behind a chance to act
     try:
         listener.accept()
@@ -234,9 +236,7 @@ def graded(tmp_path_factory):
     except BlockingIOError:
         called = False
     listener.close()
-    return dict(
-        results=results, rows=_rows(out), out=out, root=root, references=references, before=before, called=called
-    )
+    return dict(results=results, rows=_rows(out), out=out, root=root, before=before, called=called)
 
 
 def _points(rows, student, lesson=LESSON):
@@ -249,12 +249,14 @@ def _points(rows, student, lesson=LESSON):
 
 def test_each_answer_is_graded_on_its_own(graded):
     rows = graded["rows"]
-    # q2 raises, q3 is the stub, the loop after q4's check is stopped by the CPU limit: q1 and q4 kept
-    assert _points(rows, "carol") == {**NONE, "q1": 1, "q4": 1}
-    assert _points(rows, "erin") == {**FULL, "q3": 0, "q5": 0}  # q3 deleted, os._exit after q4's check
+    constant_bits, dynamic_map, centre, nearest, reconstruct = Q
+    # dynamic_map_signed raises, centre_and_scale is the stub, the loop after nearest_index's check is
+    # stopped by the CPU limit: constant_bits and nearest_index kept
+    assert _points(rows, "carol") == {**NONE, constant_bits: 1, nearest: 1}
+    assert _points(rows, "erin") == {**FULL, centre: 0, reconstruct: 0}  # deleted; os._exit before the last
     assert {r["status"] for r in rows if r["question"]} == {"graded"}
     carol = next(r for r in graded["results"] if r.student == "carol")
-    assert carol.note.startswith("stopped") and "the answer raised RuntimeError" in carol.feedback["q2"]
+    assert carol.note.startswith("stopped") and "the answer raised RuntimeError" in carol.feedback[dynamic_map]
 
 
 def test_attacks_score_nothing_and_harm_nobody(graded):
@@ -266,7 +268,7 @@ def test_attacks_score_nothing_and_harm_nobody(graded):
     assert all("results differ" in text for text in yan.feedback.values()), yan.feedback
     assert _source_hash() == graded["before"], "the course or the grader was modified"
     assert not (_site_packages() / "qlora_tampered.pth").exists(), "the environment was modified"
-    assert not list(graded["references"].rglob("forged.json")) and not list(graded["root"].rglob("forged.json"))
+    assert not list(graded["out"].rglob("forged.json")) and not list(graded["root"].rglob("forged.json"))
     assert not graded["called"], "a submission reached the network"
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if MARK in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, "a submission's process outlived its grading"
@@ -296,60 +298,50 @@ def test_every_file_has_a_row(graded):
     assert (graded["out"] / "STATUS").read_text().startswith("complete")
 
 
-def test_feedback_shows_no_hidden_inputs_or_tests(graded):
+def test_feedback_shows_no_hidden_inputs_or_results(graded):
     out = graded["out"]
-    hidden = [
-        line
-        for cell in load(ROOT / "solutions" / f"{LESSON}.ipynb").cells
-        if cell.source.startswith("# HIDDEN")
-        for line in hidden_lines(">>> " + "\n>>> ".join(cell.source.splitlines()))
-        if len(line) > 30
-    ]
     for feedback in (out / "feedback").glob("*.md"):
         text = feedback.read_text()
-        assert not [line for line in hidden if line in text], feedback.name
         assert "reference" not in text and "[0." not in text and "/tmp" not in text, feedback.name
-        assert str(ROOT) not in text and "/grader" not in text and "/submission" not in text, feedback.name
+        assert str(ROOT) not in text and "/submission" not in text and "tensor" not in text, feedback.name
     mallory = (out / "feedback" / "mallory.md").read_text()
     assert "offset is the mean of all constants..." in mallory  # the public message, its fixed part only
     zoe = (out / "feedback" / "zoe.md").read_text()
-    assert "8 / 8 points" in zoe and "hidden tests: passed" in zoe
+    assert f"{sum(FULL.values()):g} / {sum(FULL.values()):g} points" in zoe and "hidden tests: passed" in zoe
+    assert "Exercise 3, `centre_and_scale`" in zoe  # numbered as in the notebook
 
 
 def test_a_rerun_resumes_and_regrades_the_victims_honestly(graded):
-    """A second run on the same folders, after the attack: it reuses every finished result, and grades
-    again from scratch what is missing (zoe's) or was marked for regrading (yan's)."""
-    import grade
+    """A second run on the same folders, after the attack: it reuses every finished result (none is
+    written again), and grades again from scratch what is missing (zoe's) or was marked for regrading
+    (yan's)."""
+    out, limits = graded["out"], Limits(**LIMITS)
 
-    out, limits = graded["out"], grade.Limits(**LIMITS)
-    start = time.monotonic()
-    grade.grade_all(graded["root"], out, limits, jobs=2, references=graded["references"], progress=False)
-    assert time.monotonic() - start < 30  # nothing ran again
+    def written():
+        return {p.parent.name: p.stat().st_mtime_ns for p in (out / "results").glob(f"*/{LESSON}.json")}
+
+    before = written()
+    grade.grade_all(graded["root"], out, COURSE, limits, jobs=2, progress=False)
+    assert written() == before, "a finished result was graded again"
     assert _rows(out) == graded["rows"]
     (out / "results" / "zoe" / f"{LESSON}.json").unlink()
     record = out / "results" / "yan" / f"{LESSON}.json"
     kept = json.loads(record.read_text())
     kept["result"].update(status="needs regrading: the machine was too busy", points=FULL)  # a stale record
     record.write_text(json.dumps(kept))
-    written = {p.parent.name: p.stat().st_mtime_ns for p in (out / "results").glob(f"*/{LESSON}.json")}
-    grade.grade_all(graded["root"], out, limits, jobs=2, references=graded["references"], progress=False)
-    rewritten = {
-        p.parent.name
-        for p in (out / "results").glob(f"*/{LESSON}.json")
-        if p.stat().st_mtime_ns != written.get(p.parent.name)
-    }
+    before = written()
+    grade.grade_all(graded["root"], out, COURSE, limits, jobs=2, progress=False)
+    rewritten = {name for name, mtime in written().items() if mtime != before.get(name)}
     assert rewritten == {"yan", "zoe"}
     assert _rows(out) == graded["rows"]
     assert _points(_rows(out), "yan") == NONE and _points(_rows(out), "zoe") == FULL
 
 
 def test_regrading_marks_the_run_incomplete(tmp_path):
-    import grade
-
-    done = grade.Result("ann", f"{LESSON}.ipynb", LESSON, points=dict(FULL), feedback=dict.fromkeys(FULL, ""))
-    busy = grade.Result("ben", f"{LESSON}.ipynb", LESSON, status="needs regrading: the machine was too busy")
+    done = Result("ann", f"{LESSON}.ipynb", LESSON, points=dict(FULL), feedback=dict.fromkeys(FULL, ""))
+    busy = Result("ben", f"{LESSON}.ipynb", LESSON, status="needs regrading: the machine was too busy")
     busy.points, busy.feedback = dict(NONE), dict.fromkeys(FULL, "")
-    grade.write_gradebook([done, busy], {LESSON: FULL}, tmp_path)
+    write_gradebook([done, busy], {LESSON: FULL}, tmp_path)
     status = (tmp_path / "STATUS").read_text()
     assert status.startswith("incomplete") and "ben" in status and "ann" not in status
 
@@ -358,8 +350,6 @@ def test_sandbox_and_wall_clock_backstop(tmp_path):
     """What a notebook sees inside the sandbox (it reports it as a result line), and the wall-clock
     backstop: a notebook that waits is stopped and graded as far as it got; one still computing when the
     machine is busy is marked for regrading."""
-    import grade
-
     listener = socket.create_server(("0.0.0.0", 0))
     listener.setblocking(False)
     report = f"""
@@ -387,8 +377,8 @@ for fd in range(3, 64):
         pass
 """
     cases = {
-        "sleeps": ([report, "import time\nwhile True:\n    time.sleep(1)\n"], grade.Limits(cpu=300, wall=30)),
-        "computes": (["while True:\n    pass\n"], grade.Limits(cpu=300, wall=10)),
+        "sleeps": ([report, "import time\nwhile True:\n    time.sleep(1)\n"], Limits(cpu=300, wall=30)),
+        "computes": (["while True:\n    pass\n"], Limits(cpu=300, wall=10)),
     }
     for name, (code, _) in cases.items():
         nb = nbformat.v4.new_notebook()
@@ -399,7 +389,7 @@ for fd in range(3, 64):
             zip(
                 cases,
                 pool.map(
-                    lambda n: grade.run_notebook(tmp_path / f"{n}.ipynb", LESSON, "salt", cases[n][1], unsafe=False),
+                    lambda n: run_notebook(tmp_path / f"{n}.ipynb", COURSE, LESSON, "salt", cases[n][1], unsafe=False),
                     cases,
                 ),
                 strict=True,
@@ -426,7 +416,7 @@ def test_a_killed_run_leaves_no_gradebook_looking_current(tmp_path, graded):
     root = tmp_path / "subs" / "zoe"
     root.mkdir(parents=True)
     (root / f"{LESSON}.ipynb").write_bytes((graded["root"] / "zoe" / "03_Double_Quant (1).ipynb").read_bytes())
-    cmd = [sys.executable, str(ROOT / "tools" / "grade.py"), str(tmp_path / "subs"), "--out", str(out)]
+    cmd = [sys.executable, "-m", "qlora_grading", str(tmp_path / "subs"), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "STATUS").exists():
@@ -440,25 +430,18 @@ def test_a_killed_run_leaves_no_gradebook_looking_current(tmp_path, graded):
 
 
 def test_every_lesson_grades_right_answers_full_and_wrong_ones_zero(tmp_path):
-    """Each lesson through the real sandboxed runner: a notebook with the other right answers
-    (``ALTERNATIVES``) scores every point against the reference solution; one carrying the first of
-    ``WRONG``'s answers for every question scores nothing, each caught by its probe (hidden tests), not
-    only by the public tests. Lesson 3's are the class's victims, zoe and yan."""
-    import grade
-
+    """Each lesson through the real sandboxed runner: a notebook with the first other right answer of
+    every exercise scores every point against the references; one carrying the first wrong answer of
+    every exercise scores nothing, each caught by its probe (hidden tests), not only by the public tests.
+    Lesson 3's are the class's victims, zoe and yan; every answer of every exercise is tried over many
+    salts in-process by tests/test_exercises.py."""
     lessons = [lesson for lesson in LESSONS if lesson != LESSON]
-    references = _references(tmp_path / "references", lessons)
     for lesson in lessons:
-        for student, answers in (
-            ("alt", {q: a[0] for q, a in ALTERNATIVES[lesson].items()}),
-            ("wrong", {q: a[0] for q, a in WRONG[lesson].items()}),
-        ):
-            assert set(answers) == set(points_of(lesson)), (lesson, student)
+        for student, answers in (("alt", first(lesson, "alternatives")), ("wrong", first(lesson, "wrong"))):
             (tmp_path / "subs" / student).mkdir(parents=True, exist_ok=True)
             nbformat.write(notebook(answers, lesson=lesson), tmp_path / "subs" / student / f"{lesson}.ipynb")
-    limits = grade.Limits(cpu=120, wall=1200)
     results = grade.grade_all(
-        tmp_path / "subs", tmp_path / "out", limits, jobs=2, references=references, progress=False
+        tmp_path / "subs", tmp_path / "out", COURSE, Limits(cpu=120, wall=1200), jobs=2, progress=False
     )
     by = {(r.student, r.lesson): r for r in results}
     for lesson in lessons:
@@ -470,17 +453,13 @@ def test_every_lesson_grades_right_answers_full_and_wrong_ones_zero(tmp_path):
 
 
 def test_grader_refuses_without_a_sandbox(tmp_path, monkeypatch):
-    import grade
-
     monkeypatch.setattr(grade, "sandbox_available", lambda: False)
     (tmp_path / "subs").mkdir()
     with pytest.raises(RuntimeError, match="bubblewrap.*--unsafe"):
-        grade.grade_all(tmp_path / "subs", tmp_path / "out", references=tmp_path, progress=False)
+        grade.grade_all(tmp_path / "subs", tmp_path / "out", COURSE, progress=False)
 
 
 def test_misnamed_files_are_matched_when_unambiguous():
-    import grade
-
     lessons = {LESSON, "02_nf4"}
     for name in (
         f"{LESSON}.ipynb",
@@ -488,24 +467,15 @@ def test_misnamed_files_are_matched_when_unambiguous():
         "03_double_quant-Copy1.ipynb",
         "03_DOUBLE_QUANT copy.ipynb",
     ):
-        assert grade.lesson_of(name, lessons) == LESSON, name
+        assert lesson_of(name, lessons) == LESSON, name
     for name in ("03_double_quant.py", "lesson3.ipynb", "03_double_quant_v2.ipynb"):
-        assert grade.lesson_of(name, lessons) is None, name
+        assert lesson_of(name, lessons) is None, name
 
 
-def test_every_question_has_a_probe():
-    from grade_probes import PROBES
-
-    for lesson in LESSONS:
-        assert set(PROBES[lesson]) == set(points_of(lesson)), lesson
-
-
-def test_results_compare_as_data():
-    import torch
-    from grade_probes import encode, same
-
-    t = torch.tensor([1.0, 2.0])
-    assert same(encode(t + 1e-8), encode(t)) and not same(encode(t.double()), encode(t))
-    assert not same(encode(object()), encode(t)) and not same({"tensor": "torch.float32", "data": "!"}, encode(t))
-    assert same(encode(0.5), encode(torch.tensor(0.5))) and not same(encode(3.0), encode(3))
-    assert same(encode({"a": [1, "x"]}), encode({"a": [1, "x"]})) and not same(encode(True), encode(1))
+def test_a_finished_object_named_in_the_answer_cell_scores_nothing():
+    """Read outside the sandbox: a notebook that switched the runner's tracer off still loses the points
+    of an answer whose cell names the finished version."""
+    ex = exercises.exercise(LESSON, "dynamic_map_signed")
+    cells = ["import torch", "def dynamic_map_signed():\n    return bnbF.create_dynamic_map(signed=True)\n"]
+    assert grade.named_finished(ex, cells) == ["create_dynamic_map"]
+    assert grade.named_finished(ex, ["x = bnbF.create_dynamic_map()", solution_answers(LESSON)[ex.name]]) == []

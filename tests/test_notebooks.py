@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 
 import lesson_figures
 import nbformat
@@ -26,15 +25,10 @@ from notebook_harness import (
     questions,
     stubs,
 )
-from wrong_answers import ALTERNATIVES, CHEATS, WRONG
+
+from qlora_course import exercises, syllabus
 
 pytestmark = pytest.mark.notebook
-
-# Lessons whose filled-in student notebook must give the solution's numbers: an expression evaluated in
-# the kernel after the run, the largest difference from results stored by a tool (here lesson 5's live
-# seed-0 runs against tools/compare_methods.py's, as fractions of exact match). Cells only the solution
-# has (hidden tests) must not shift the random numbers the runs use.
-REPRODUCES = {"05_qlora_finetune": "max(live_vs_stored)"}
 
 
 def test_student_notebooks_and_public_tests_match_the_solutions(assigned):
@@ -68,25 +62,25 @@ def test_hidden_tests_stay_out_of_student_files(assigned):
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_path, monkeypatch):
+def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, executed_dir, tmp_path, monkeypatch):
     """The student notebook with the answers filled in runs top to bottom (so nothing it needs hides in a
-    test cell); each exercise's tests (public and hidden) pass on the solution and fail on the untouched
-    stub and on every plausible wrong answer."""
+    test cell); each exercise's public tests pass on the solution and on every other right answer and
+    fail on the untouched stub and on every plausible wrong answer (the learner's ``grader.check`` says
+    what is wrong); its autograder tests (public and hidden) give the right answers full points and the
+    cheats none. The hidden test over many salts is ``tests/test_exercises.py``'s."""
     solution = load(ROOT / "solutions" / f"{lesson}.ipynb")
     student = load(ROOT / "notebooks" / f"{lesson}.ipynb")
     answers = questions(solution)
+    defs = exercises.exercises(lesson)
     stub_cells = stubs(student)
+    assert list(answers) == [ex.name for ex in defs], f"{lesson}: the notebook's exercises differ from the definitions"
     assert len(stub_cells) == len(answers) >= 3, f"{lesson}: {len(answers)} questions, {len(stub_cells)} answer cells"
-    assert set(WRONG.get(lesson, {})) == set(answers), f"{lesson}: give wrong answers for {sorted(answers)}"
-    assert set(ALTERNATIVES.get(lesson, {})) == set(answers), (
-        f"{lesson}: give other right answers for {sorted(answers)}"
-    )
     tests_dir = assigned / "assign" / lesson / "autograder" / "tests"
 
     problems = []
     filled = copy.deepcopy(student)
     answer_cells = [c for c in filled.cells if "otter_answer_cell" in c.get("metadata", {}).get("tags", [])]
-    for cell, (_, code) in zip(answer_cells, sorted(answers.items()), strict=True):
+    for cell, code in zip(answer_cells, answers.values(), strict=True):
         cell.source = code
     report = tmp_path / "figures.jsonl"
     # the kernel inherits these: the notebook records its figures
@@ -95,10 +89,7 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, tmp_pat
     with kernel(filled, tmp_path) as (run, client):
         execute_all(client, filled)
         _check_figures(lesson, report, problems)
-        # the executed notebook, for the website's browser test later in this session (tests/test_site.py)
-        executed = ROOT / "build" / "executed"
-        executed.mkdir(parents=True, exist_ok=True)
-        nbformat.write(filled, executed / f"{lesson}.ipynb")
+        nbformat.write(filled, executed_dir / f"{lesson}.ipynb")  # for the site test (tests/test_site.py)
         _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems)
     assert not problems, "\n".join(problems)
 
@@ -115,41 +106,40 @@ def _check_figures(lesson: str, report, problems: list[str]) -> None:
 
 
 def _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems) -> None:
-    """Each exercise's tests pass on the solution and fail on the stub, wrong answers and cheats."""
-    if lesson in REPRODUCES:
-        out = run(f"print('REPRODUCED', {REPRODUCES[lesson]})")
+    """Each exercise's public tests fail on the stub and the wrong answers; its whole autograder test
+    passes on the solution and the other right answers, and scores nothing for a cheat."""
+    reproduces = syllabus.lesson(lesson).reproduces
+    if reproduces:  # the filled-in student notebook gives the stored results (cells only the solution has
+        # must not shift the random numbers its runs use)
+        out = run(f"print('REPRODUCED', {reproduces})")
         gap = float(out.split("REPRODUCED", 1)[1])
         if gap > 0.03:
             problems.append(f"the student notebook's seed-0 runs differ from the stored results by {gap:.3f}")
     run(GRADE_HELPER)
-    for (question, answer), stub in zip(sorted(answers.items()), stub_cells, strict=True):
-        test_file = tests_dir / f"{question}.py"
-        function = re.search(r"^(?:def|class) (\w+)", answer, re.M).group(1)
-        # wrong: the learner's own check says so (public tests fail) and it scores nothing (hidden fail)
-        for label, code in [("stub", stub)] + [
-            (f"wrong answer {i + 1}", w) for i, w in enumerate(WRONG[lesson][question])
-        ]:
+    public_dir = ROOT / syllabus.lesson(lesson).exercise_tests
+    for ex, stub in zip(exercises.exercises(lesson), stub_cells, strict=True):
+        public_file, test_file = public_dir / f"{ex.name}.py", tests_dir / f"{ex.name}.py"
+        # wrong: the learner's own check says so (the public tests fail)
+        for label, code in [("stub", stub)] + [(f"wrong answer {i + 1}", w) for i, w in enumerate(ex.wrong)]:
             run(code)
-            public, hidden, score, report = grade(run, test_file)
+            public, _, _, _ = grade(run, public_file)
             if public:
-                problems.append(f"{question}: the public tests pass on the {label}")
-            if hidden or score > 0:
-                problems.append(f"{question}: the {label} scores {score}")
-        # cheats: may pass the public checks, must score nothing
-        cheats = CHEATS.get(lesson, {}).get(question, []) + [ALWAYS_EQUAL.replace("{name}", function)]
+                problems.append(f"{ex.name}: the public tests pass on the {label}")
+        # cheats (the finished objects among them): may pass the public checks, must score nothing
+        cheats = list(ex.cheats) + [ALWAYS_EQUAL.replace("{name}", ex.name)]
         for i, code in enumerate(cheats):
             run(code)
             public, hidden, score, report = grade(run, test_file)
             if hidden or score > 0:
-                problems.append(f"{question}: cheat {i + 1} scores {score}:\n{code}")
+                problems.append(f"{ex.name}: cheat {i + 1} scores {score}:\n{code}")
         # right, written another way or as the solution: passes everything, full points
-        for label, code in [(f"alternative {i + 1}", a) for i, a in enumerate(ALTERNATIVES[lesson][question])] + [
-            ("solution", answer)
+        for label, code in [(f"alternative {i + 1}", a) for i, a in enumerate(ex.alternatives)] + [
+            ("solution", answers[ex.name])
         ]:
             run(code)
             public, hidden, score, report = grade(run, test_file)
             if not (public and hidden):
-                problems.append(f"{question}: the tests fail on the {label}:\n{report[-3000:]}")
+                problems.append(f"{ex.name}: the tests fail on the {label}:\n{report[-3000:]}")
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

@@ -1,8 +1,8 @@
 """The course website (``make site``), opened page by page in headless Chromium.
 
-The site is built from the executed notebooks that the solution-notebook tests of the same session
-write to ``build/executed/`` (``tests/test_notebooks.py`` runs first); ``QLORA_COURSE_EXECUTED`` names
-another folder, such as ``course-output`` after ``make course``. Chromium is Debian's
+The site is built from the executed notebooks of the ``executed_dir`` fixture: the solution-notebook
+tests of the same session put theirs there, and the fixture runs any that is missing;
+``QLORA_COURSE_EXECUTED`` names another folder, such as ``course-output`` after ``make course``. Chromium is Debian's
 (``/usr/bin/chromium``, or ``QLORA_COURSE_CHROMIUM``), driven by Playwright's Python package; nothing is
 downloaded. Screenshots of the lesson pages go to ``build/site/_screenshots/`` for a reviewer to look at.
 """
@@ -15,17 +15,17 @@ import os
 import re
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import LESSONS, ROOT
 
+from qlora_course import syllabus
+
 pytestmark = pytest.mark.notebook
 
 INSTALL = "install Chromium: apt-get install -y chromium"
-EXECUTED = Path(os.environ.get("QLORA_COURSE_EXECUTED", ROOT / "build" / "executed"))
 SITE = ROOT / "build" / "site"
 SHOTS = SITE / "_screenshots"
 CHROMIUM_FLAGS = [
@@ -37,30 +37,20 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# one printed figure per lesson that is the same on every machine (no timing, no training)
-KEY_FIGURES = {
-    "01_lowrank_lora": "4,194,304",  # trainable parameters of LoRA r=8 on q,v of Llama-7B
-    "02_nf4": "-0.6962",  # an NF4 code value, ours and bitsandbytes'
-    "03_double_quant": "brings that to 0.127",  # bits per weight of the constants, double-quantized
-    "04_memory": "3,866 MB",  # LLaMA-7B's 4-bit base, stored
-    "05_qlora_finetune": "598,016",  # trainable LoRA parameters of the course model
-}
 
 
 @pytest.fixture(scope="session")
-def site() -> Path:
+def site(executed_dir, tmp_path_factory) -> Path:
+    """The site, built from this session's executed notebooks; a lesson the notebook tests did not run
+    (this test alone, or ``-k``) is executed here first."""
     import build_site
+    import run_course
 
-    missing = build_site.missing_executed(EXECUTED)
-    if missing:
-        pytest.fail(
-            f"no complete executed notebook for {', '.join(missing)} in {EXECUTED}: run the notebook tests in the "
-            "same session (pytest tests/test_notebooks.py tests/test_site.py), or `make course` and then "
-            "QLORA_COURSE_EXECUTED=course-output"
+    for lesson in build_site.missing_executed(executed_dir):
+        run_course.execute(
+            ROOT / syllabus.lesson(lesson).solution, tmp_path_factory.mktemp("figures") / "f.jsonl", executed_dir
         )
-    start = time.perf_counter()
-    build_site.build(EXECUTED, SITE)  # raises on a Sphinx warning or a broken link
-    print(f"site built in {time.perf_counter() - start:.1f} s")
+    build_site.build(executed_dir, SITE)  # raises on a Sphinx warning or a broken link
     SHOTS.mkdir()
     return SITE
 
@@ -156,12 +146,12 @@ def test_search_finds_nf4(base_url, browser):
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_lesson_page_shows_its_key_figure(site, base_url, browser, lesson):
     """The key figure is on the page, seen in the browser; screenshots of the top and of the figure."""
-    assert lesson in KEY_FIGURES, f"{lesson}: add its key figure to KEY_FIGURES (see CONTRIBUTING.md)"
+    key_figure = syllabus.lesson(lesson).key_figure  # printed the same on every machine
     page, errors = visit(browser, f"{base_url}solutions/{lesson}.html")
     page.screenshot(path=str(SHOTS / f"{lesson}-top.png"))
-    figure = page.locator("main .cell_output").get_by_text(KEY_FIGURES[lesson]).first
+    figure = page.locator("main .cell_output").get_by_text(key_figure).first
     figure.scroll_into_view_if_needed()
-    assert figure.is_visible(), f"{lesson}: {KEY_FIGURES[lesson]} is not visible"
+    assert figure.is_visible(), f"{lesson}: {key_figure} is not visible"
     page.evaluate("el => el.scrollIntoView({block: 'center'})", figure.element_handle())
     page.screenshot(path=str(SHOTS / f"{lesson}.png"))
     images = page.locator("main .cell_output img").count()
@@ -187,9 +177,9 @@ def test_lesson_page_links_colab_student_notebook_and_notes(site, lesson):
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
-def test_static_sliders_carry_a_note(site, lesson):
+def test_static_sliders_carry_a_note(site, executed_dir, lesson):
     """Each slider that the headless run drew as a static figure says on the page how to run it live."""
-    nb = nbformat.read(EXECUTED / f"{lesson}.ipynb", as_version=4)
+    nb = nbformat.read(executed_dir / f"{lesson}.ipynb", as_version=4)
     texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     sliders = sum(t.count("(static figure at ") for t in texts)
     html = (site / "solutions" / f"{lesson}.html").read_text()

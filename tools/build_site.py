@@ -41,6 +41,8 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
+from qlora_course import syllabus
+
 ROOT = Path(__file__).resolve().parents[1]
 SITE_CONF = ROOT / "tools" / "site"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -54,13 +56,13 @@ MD_LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)")
 
 
 def lessons() -> list[str]:
-    return sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    return syllabus.names()
 
 
 def notes_for(lesson: str) -> str | None:
-    """The lecture notes of a lesson (``lessons/01-....md`` for ``01_...``), by its number."""
-    found = sorted((ROOT / "lessons").glob(f"{lesson[:2]}-*.md"))
-    return found[0].name if found else None
+    """The file name of a lesson's lecture notes (``01-lowrank-lora.md``), None when it has none yet."""
+    notes = ROOT / syllabus.lesson(lesson).notes
+    return notes.name if notes.is_file() else None
 
 
 def repository() -> tuple[str, str]:

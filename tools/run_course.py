@@ -23,6 +23,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 from tqdm import tqdm
 
+from qlora_course import syllabus
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "course-output"
 SNAPSHOT = ROOT / "lessons" / "figures.json"
@@ -76,11 +78,11 @@ def main(argv=None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures.jsonl"
-    lessons = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    lessons = [ROOT / les.solution for les in syllabus.LESSONS]
     if args.only is not None:
-        unknown = set(args.only) - {p.stem[:2] for p in lessons}
+        unknown = set(args.only) - {les.id for les in syllabus.LESSONS}
         if unknown:
-            ap.error(f"no lesson {sorted(unknown)}; lessons are {[p.stem[:2] for p in lessons]}")
+            ap.error(f"no lesson {sorted(unknown)}; lessons are {[les.id for les in syllabus.LESSONS]}")
         lessons = [p for p in lessons if p.stem[:2] in args.only]
     times, failed = {}, []
     for path in tqdm(lessons, desc="course notebooks", unit="notebook"):

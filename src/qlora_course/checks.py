@@ -80,7 +80,7 @@ def require(value, exercise: str, needed_for: str = "this cell"):
     missing: ``None`` (an unsolved stub returns it) or ``...``. Returns ``value``."""
     if value is None or value is Ellipsis:
         raise ExerciseNotSolved(
-            f"Exercise {exercise} is not solved yet, and {needed_for} needs its answer: "
-            f"solve {exercise} above, run its cell, then run this cell again."
+            f"The exercise {exercise} is not solved yet, and {needed_for} needs its answer: "
+            f"write {exercise} above, run its cell, then run this cell again."
         )
     return value

@@ -32,7 +32,6 @@ from .evaluation import completion_loss, exact_match
 from .finetune import cast_trainable, training_precision
 from .llama import LLAMA_LINEAR, llama_linear_shapes
 from .loading import load_base
-from .loading import nf4_config as nf4_config  # old home, kept for tools/grade_probes.py only; use loading's
 from .settings import TrainingSettings
 
 __all__ = [

@@ -16,8 +16,11 @@ notebooks' headings, so nothing is numbered by hand.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import secrets
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -25,7 +28,16 @@ from qlora_grading import Course, Exercise, hidden_problems, own_work_problem
 
 from .. import syllabus
 
-__all__ = ["COURSE", "exercises", "exercise", "hidden_check", "check_own_work", "public_tests", "HIDDEN_SALTS"]
+__all__ = [
+    "COURSE",
+    "exercises",
+    "exercise",
+    "hidden_check",
+    "check_own_work",
+    "public_tests",
+    "quiet",
+    "HIDDEN_SALTS",
+]
 
 HIDDEN_SALTS = 3  # fresh random salts a notebook's hidden check tries
 
@@ -81,6 +93,17 @@ def check_own_work(lesson: str, name: str, namespace: dict) -> None:
     package's, a library's). Raises ``AssertionError`` with a sentence for the learner."""
     problem = own_work_problem(exercise(lesson, name), _answer(name, namespace))
     assert problem is None, problem
+
+
+def quiet() -> None:
+    """Under doctest, send what is printed from here on to nowhere. The first line of every public test:
+    otter runs the tests as doctests, where anything printed counts as output the test did not expect,
+    so a debug ``print`` in a right answer would fail it. Doctest puts the real output back when the test
+    ends; anywhere else (the tests run as plain code) this does nothing."""
+    import doctest
+
+    if isinstance(sys.stdout, doctest._SpoofOut):
+        contextlib.redirect_stdout(io.StringIO()).__enter__()
 
 
 def _sources() -> tuple[str, ...]:

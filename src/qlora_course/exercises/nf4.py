@@ -45,8 +45,10 @@ def _scaled(x: torch.Tensor, blocksize: int) -> torch.Tensor:
 
 def _quantize_blocks(answer, g):
     x = torch.randn(64 * 50, generator=g)
-    x[64 * ints(g, 0, 50) :][:64] = 0  # an all-zero block: its absmax is 0, its codes NF4's zero
-    x[ints(g, 0, x.numel())] = 3.0 * choice(g, [-1, 1])  # an outlier
+    zero = ints(g, 0, 25)  # one block of 128 (two of 64) all zero: absmax 0, every code of value 0
+    x[128 * zero : 128 * (zero + 1)] = 0
+    outlier = 128 * ((zero + 1 + ints(g, 0, 24)) % 25) + ints(g, 0, 128)  # in another block
+    x[outlier] = 3.0 * choice(g, [-1, 1])
     out = {}
     for label, code, bs in (("nf4", nf4.nf4_code(), 64), ("int4, blocks of 128", nf4.int4_code(), 128)):
         result = answer(x, code, bs)

@@ -1,8 +1,11 @@
 OK_FORMAT = True
 
-test = {   'name': 'q5',
+test = {   'name': 'merge_adapter_16bit',
     'points': 3,
-    'suites': [   {   'cases': [   {   'code': '>>> import tempfile as _tempfile\n'
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course.exercises import check_own_work as _check_own_work\n'
+                                               '>>> from qlora_course.exercises import quiet as _quiet\n'
+                                               '>>> _ = _quiet()\n'
+                                               '>>> import tempfile as _tempfile\n'
                                                '>>> from peft import LoraConfig as _LoraConfig\n'
                                                '>>> from peft import get_peft_model as _get_peft_model\n'
                                                '>>> from qlora_course import checks as _checks\n'
@@ -22,7 +25,8 @@ test = {   'name': 'q5',
                                                '>>> assert torch.allclose(_w.float(), _want.model.layers[3].self_attn.q_proj.weight.float(), rtol=0.016, atol=0.0001), "q_proj of layer 3 differs from '
                                                'PEFT\'s merge: W + scaling * B @ A"\n'
                                                ">>> assert torch.equal(_got.model.layers[3].self_attn.k_proj.weight, _want.model.layers[3].self_attn.k_proj.weight), 'k_proj has no adapter and must "
-                                               "not change'\n",
+                                               "not change'\n"
+                                               ">>> _ = _check_own_work('05_qlora_finetune', 'merge_adapter_16bit', globals())\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

@@ -1,8 +1,11 @@
 OK_FORMAT = True
 
-test = {   'name': 'q3',
+test = {   'name': 'LoRALayer',
     'points': 3,
-    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course import checks as _checks\n'
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course.exercises import check_own_work as _check_own_work\n'
+                                               '>>> from qlora_course.exercises import quiet as _quiet\n'
+                                               '>>> _ = _quiet()\n'
+                                               '>>> from qlora_course import checks as _checks\n'
                                                '>>> _ = torch.manual_seed(0)\n'
                                                '>>> _base = nn.Linear(20, 12)\n'
                                                '>>> _layer = LoRALayer(_base, r=4, alpha=8.0)\n'
@@ -33,7 +36,8 @@ test = {   'name': 'q3',
                                                '>>> assert torch.allclose(_base.weight @ torch.eye(20), _layer.base.weight) and torch.allclose(_layer(_x), _want, atol=1e-05)\n'
                                                '>>> _drop = LoRALayer(nn.Linear(20, 12), r=4, alpha=8.0, dropout=0.9).train()\n'
                                                '>>> assert torch.equal(_drop(_x), _drop.base(_x)), "with B = 0 the output is the base layer\'s even in training: dropout belongs to the LoRA branch '
-                                               'only"\n',
+                                               'only"\n'
+                                               ">>> _ = _check_own_work('01_lowrank_lora', 'LoRALayer', globals())\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

@@ -1,8 +1,11 @@
 OK_FORMAT = True
 
-test = {   'name': 'q1',
+test = {   'name': 'completion_only_example',
     'points': 1,
-    'suites': [   {   'cases': [   {   'code': ">>> _ex = completion_only_example(tokenizer, 'Question: Is Oslo a home?\\nAnswer:', ' home')\n"
+    'suites': [   {   'cases': [   {   'code': '>>> from qlora_course.exercises import check_own_work as _check_own_work\n'
+                                               '>>> from qlora_course.exercises import quiet as _quiet\n'
+                                               '>>> _ = _quiet()\n'
+                                               ">>> _ex = completion_only_example(tokenizer, 'Question: Is Oslo a home?\\nAnswer:', ' home')\n"
                                                ">>> assert isinstance(_ex, dict) and {'input_ids', 'labels'} <= set(_ex), 'return a dict with input_ids and labels'\n"
                                                ">>> assert all((isinstance(_ex[k], list) for k in ('input_ids', 'labels'))), 'input_ids and labels are lists of ints'\n"
                                                ">>> assert len(_ex['input_ids']) == len(_ex['labels']), 'one label per token'\n"
@@ -13,7 +16,8 @@ test = {   'name': 'q1',
                                                "(with <s>)'\n"
                                                ">>> assert all((label == -100 for label in _ex['labels'][:_n_prompt])), 'every prompt token has label -100'\n"
                                                '>>> assert _ex[\'labels\'][_n_prompt:] == _ex[\'input_ids\'][_n_prompt:] and len(_ex[\'labels\']) > _n_prompt + 1, "the completion\'s tokens (not only '
-                                               'the EOS) are trained: their labels equal their ids"\n',
+                                               'the EOS) are trained: their labels equal their ids"\n'
+                                               ">>> _ = _check_own_work('05_qlora_finetune', 'completion_only_example', globals())\n",
                                        'hidden': False,
                                        'locked': False,
                                        'points': 0}],

@@ -80,7 +80,7 @@ def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesso
             q = checks[min(j for j in checks if j > i)]  # an answer cell's question: the next check cell's
             answer = answers.get(q)
             cells.append(nbformat.v4.new_code_cell(cell.source if answer is None else answer))
-        elif i in checks or i == code[0] or full or any(cell.source.startswith(c) for c in context):
+        elif i in checks or i == code[0] or full or any(c in cell.source for c in context):
             cells.append(nbformat.v4.new_code_cell(cell.source))
         for key in [checks.get(i)] + (["start"] if i == code[0] else []):
             if key in extra:
@@ -479,3 +479,6 @@ def test_a_finished_object_named_in_the_answer_cell_scores_nothing():
     cells = ["import torch", "def dynamic_map_signed():\n    return bnbF.create_dynamic_map(signed=True)\n"]
     assert grade.named_finished(ex, cells) == ["create_dynamic_map"]
     assert grade.named_finished(ex, ["x = bnbF.create_dynamic_map()", solution_answers(LESSON)[ex.name]]) == []
+    layer = exercises.exercise("01_lowrank_lora", "LoRALayer")  # PEFT's Linear is not nn.Linear
+    assert grade.named_finished(layer, [solution_answers("01_lowrank_lora")["LoRALayer"]]) == []
+    assert grade.named_finished(layer, ["class LoRALayer(lora.LoRALinear):\n    pass\n"]) == ["LoRALinear"]

@@ -28,7 +28,7 @@ class Lesson:
     ``key_figure``: a text the lesson's executed notebook prints that is the same on every machine (no
     timing, no training result): the website's browser test looks for it on the lesson's page.
     ``context``: code that a trimmed notebook must keep besides the setup cell, answers and checks (the
-    public tests read what it builds); each item is matched against the start of a code cell.
+    public tests read what it builds); a code cell that contains an item is kept.
     ``reproduces``: an expression the notebook test evaluates after the run, the largest difference
     between the notebook's live results and results a tool stored (None: nothing stored to reproduce).
     """

@@ -73,7 +73,11 @@ def _public_feedback(messages: list[str], event: dict | None) -> str:
 def named_finished(exercise: Exercise, cells: list[str]) -> list[str]:
     """The finished objects whose names the cells defining ``exercise``'s answer mention (read here, outside
     the sandbox: whatever the notebook does to the runner, this cannot be switched off)."""
-    names = set(exercise.finished_names)
+    import torch
+
+    # a name that is also one of torch's building blocks (PEFT's Linear, say) says nothing by itself;
+    # the tracer inside the sandbox catches the use of such an object
+    names = {n for n in exercise.finished_names if not hasattr(torch.nn, n) and not hasattr(torch, n)}
     found = set()
     for cell in answer_cells(cells, exercise.name):
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,25 +19,15 @@ def load(path: Path) -> nbformat.NotebookNode:
 
 
 def questions(solution: nbformat.NotebookNode) -> dict[str, str]:
-    """``question name -> solution code`` from the otter markers of a solution notebook."""
-    out, current, in_solution = {}, None, False
-    for cell in solution.cells:
-        src = cell.source.strip()
-        if cell.cell_type == "raw":
-            if src.startswith("# BEGIN QUESTION"):
-                current = re.search(r"name:\s*(\S+)", src).group(1)
-            in_solution = src.startswith("# BEGIN SOLUTION") or (in_solution and not src.startswith("# END SOLUTION"))
-        elif cell.cell_type == "code" and in_solution and current:
-            out[current] = out.get(current, "") + cell.source + "\n"
-    return out
+    """``exercise name -> solution code`` from the otter markers of a solution notebook (the build's parser)."""
+    from build_notebooks import answers
+
+    return answers(solution)
 
 
 def solution_answers(lesson: str) -> dict[str, str]:
-    """``answer name -> solution code`` of a lesson's solution notebook (the name its code defines)."""
-    out = {}
-    for code in questions(load(ROOT / "solutions" / f"{lesson}.ipynb")).values():
-        out[re.search(r"^(?:def|class) (\w+)", code, re.M).group(1)] = code
-    return out
+    """``exercise name -> solution code`` of a lesson's solution notebook."""
+    return questions(load(ROOT / "solutions" / f"{lesson}.ipynb"))
 
 
 def answer_namespace(lesson: str) -> dict:

@@ -2,7 +2,6 @@
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,10 @@ from qlora_course import notebook, toy
 from qlora_course.public_tests import exercise_tests_dir
 
 
-def setting():
-    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["qlora-course"]
-    return cfg["repository"], cfg["branch"]
-
-
 def test_every_badge_and_setup_cell_uses_the_one_repository_setting():
-    repo, branch = setting()
+    from build_notebooks import course_settings
+
+    repo, branch = course_settings()
     files = [ROOT / "README.md"] + [
         ROOT / d / f"{lesson}.ipynb" for d in ("solutions", "notebooks") for lesson in LESSONS
     ]

@@ -27,6 +27,7 @@ from notebook_harness import (
 )
 
 from qlora_course import exercises, syllabus
+from qlora_grading.notebook import CHECK
 
 pytestmark = pytest.mark.notebook
 
@@ -146,10 +147,10 @@ def _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems) -> No
 def test_student_notebook_runs_to_its_first_exercise(lesson, tmp_path):
     """Everything before the first exercise runs, and its check reports the untouched stub as wrong."""
     student = load(ROOT / "notebooks" / f"{lesson}.ipynb")
-    first_check = next(c for c in student.cells if c.cell_type == "code" and c.source.startswith("grader.check("))
+    first_check = next(c for c in student.cells if c.cell_type == "code" and CHECK.fullmatch(c.source))
     with kernel(student, tmp_path) as (run, client):
         execute_all(client, student, stop=lambda cell: cell is first_check)
-        question = first_check.source.split('"')[1]
+        question = CHECK.fullmatch(first_check.source).group(1)
         out = run(f"_r = grader.check({question!r})\nprint('PASSED', _r.passed_all)\nprint(_r)")
     assert "PASSED False" in out, f"the stub of {question} should fail its check:\n{out}"
     assert question in out

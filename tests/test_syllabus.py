@@ -15,14 +15,12 @@ from pathlib import Path
 from conftest import ROOT
 
 from qlora_course import syllabus
-from qlora_grading.notebook import source
-
-QUESTION = re.compile(r"^# BEGIN QUESTION\s*\nname:\s*(\w+)", re.M)
 
 
 def _question_names(notebook: Path) -> list[str]:
-    nb = json.loads(notebook.read_text(encoding="utf-8"))
-    return [m.group(1) for c in nb["cells"] if c["cell_type"] == "raw" for m in [QUESTION.match(source(c))] if m]
+    from build_notebooks import exercise_blocks
+
+    return [name for *_, name in exercise_blocks(json.loads(notebook.read_text(encoding="utf-8")))]
 
 
 def missing(root: Path, lessons=syllabus.LESSONS) -> list[str]:

@@ -90,6 +90,22 @@ def exercise_blocks(nb: dict) -> list[tuple[int, int, str]]:
     return out
 
 
+def answers(nb: dict) -> dict[str, str]:
+    """``{exercise name: its solution code}`` (the code cells between ``# BEGIN SOLUTION`` and
+    ``# END SOLUTION`` of each exercise), in notebook order."""
+    out = {}
+    for start, end, name in exercise_blocks(nb):
+        inside, code = False, ""
+        for cell in nb["cells"][start:end]:
+            src = _source(cell)
+            if cell["cell_type"] == "raw" and src.startswith(("# BEGIN SOLUTION", "# END SOLUTION")):
+                inside = src.startswith("# BEGIN SOLUTION")
+            elif cell["cell_type"] == "code" and inside:
+                code += src + "\n"
+        out[name] = code
+    return out
+
+
 def number_exercises(nb: dict, lesson: str) -> dict:
     """``nb`` with each exercise's points and number written from the lesson's definitions: the
     ``# BEGIN QUESTION`` cell and the first "**Exercise N (P points)**" heading of the block."""

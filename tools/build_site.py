@@ -33,7 +33,6 @@ import re
 import shutil
 import sys
 import time
-import tomllib
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -67,8 +66,9 @@ def notes_for(lesson: str) -> str | None:
 
 def repository() -> tuple[str, str]:
     """``owner/name`` and branch of the course's repository (``[tool.qlora-course]`` in pyproject.toml)."""
-    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["qlora-course"]
-    return cfg["repository"], cfg["branch"]
+    from build_notebooks import course_settings
+
+    return course_settings()
 
 
 def colab_url(lesson: str) -> str:

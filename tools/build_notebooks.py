@@ -5,7 +5,8 @@ For every lesson of ``qlora_course.syllabus`` (the solution notebook is the sing
 1. in the solution notebook and README.md, rewrite the course's repository location (Colab badges, the
    setup cell's ``COURSE_REPO`` line) from ``[tool.qlora-course]`` in ``pyproject.toml``, and each
    exercise's number and points (its ``# BEGIN QUESTION`` cell, its "**Exercise N (P points)**" heading)
-   from the lesson's exercise definitions (``qlora_course.exercises``): nothing is numbered by hand;
+   from the lesson's exercise definitions (``qlora_course.exercises``), and the exercises listed in the
+   instructor guide's meeting table: nothing is numbered or listed by hand;
 2. give otter a copy in which each exercise's public tests also check that the answer is the learner's
    own work and ignore what it prints, and which has the hidden test cell the definition implies
    (:func:`qlora_course.exercises.hidden_check`); run ``otter assign`` on it into
@@ -45,6 +46,8 @@ BADGE_RE = re.compile(
 )
 REPO_LINE_RE = re.compile(r'COURSE_REPO, COURSE_REF = "[^"]*", "[^"]*"')
 HEADING_RE = re.compile(r"\*\*Exercise \d+ \(\d+(?:\.\d+)? points?\)")
+GUIDE = ROOT / "lessons" / "instructor-guide.md"
+GUIDE_EXERCISES_RE = re.compile(r"\| (?:`\w+` [\d.]+(?:, )?)+: [\d.]+ \|")
 TEST_CONFIG_END = "# END TEST CONFIG\n"
 
 
@@ -179,6 +182,19 @@ def for_otter(nb: dict, lesson: str) -> dict:
     return nb
 
 
+def guide_with_exercises(text: str) -> str:
+    """The instructor guide with each lesson's row of the meeting table listing its exercises and points
+    as the definitions give them (`` `name` points, ...: total ``)."""
+    lines = text.splitlines(keepends=True)
+    for les in syllabus.LESSONS:
+        defs = exercises.exercises(les.name)
+        listed = ", ".join(f"`{ex.name}` {ex.points:g}" for ex in defs) + f": {sum(ex.points for ex in defs):g}"
+        for i, line in enumerate(lines):
+            if line.startswith("|") and f"({Path(les.notes).name})" in line and GUIDE_EXERCISES_RE.search(line):
+                lines[i] = GUIDE_EXERCISES_RE.sub(lambda _, new=listed: f"| {new} |", line, count=1)
+    return "".join(lines)
+
+
 def update_in_place() -> None:
     """Rewrite the repository location and the exercises' numbers and points in the sources."""
     repo, branch = course_settings()
@@ -190,12 +206,15 @@ def update_in_place() -> None:
         if new != old:
             path.write_text(new, encoding="utf-8")
             print(f"  {les.solution}: repository location, exercise numbers or points updated")
-    readme = ROOT / "README.md"
-    old = readme.read_text(encoding="utf-8")
-    new = rewrite_location(old, repo, branch)
-    if new != old:
-        readme.write_text(new, encoding="utf-8")
-        print("  README.md: repository location updated")
+    for path, rewrite in (
+        (ROOT / "README.md", lambda t: rewrite_location(t, repo, branch)),
+        (GUIDE, guide_with_exercises),
+    ):
+        old = path.read_text(encoding="utf-8")
+        new = rewrite(old)
+        if new != old:
+            path.write_text(new, encoding="utf-8")
+            print(f"  {path.relative_to(ROOT)}: updated")
 
 
 def normalise_student(src: Path, dst: Path) -> None:
@@ -249,6 +268,8 @@ def differences(tmp: Path) -> list[str]:
         numbered = number_exercises(json.loads(text), les.name)
         if rewrite_location(json.dumps(numbered, indent=1, ensure_ascii=False) + "\n", repo, branch) != text:
             diffs.append(f"{les.solution} (exercise numbers, points or repository location)")
+    if guide_with_exercises(GUIDE.read_text(encoding="utf-8")) != GUIDE.read_text(encoding="utf-8"):
+        diffs.append(f"{GUIDE.relative_to(ROOT)} (the exercises of the meeting table)")
     for built in sorted((tmp / "notebooks").glob("*.ipynb")):
         committed = NOTEBOOKS / built.name
         if not committed.exists() or committed.read_bytes() != built.read_bytes():

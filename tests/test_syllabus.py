@@ -123,3 +123,19 @@ def test_the_guide_lists_each_lesson_s_exercises_as_defined():
         row = [line for line in guide.splitlines() if f"({Path(les.notes).name})" in line and line.startswith("|")]
         assert any(GUIDE_EXERCISES_RE.search(line) for line in row), f"the meeting table has no row for {les.name}"
     assert guide_with_exercises(guide) == guide, "run `make notebooks`: the guide's exercise lists are out of date"
+
+
+def test_prose_names_exercises_instead_of_numbering_them():
+    """Exercise numbers are derived (``make notebooks``): prose that says "Exercise 3" would point at the
+    wrong exercise once one is inserted before it, so it names the exercise (`` `quantize_blocks` ``)."""
+    numbered = re.compile(r"(?<!\*\*)\bExercises? \d")
+    found = []
+    for les in syllabus.LESSONS:
+        nb = json.loads((ROOT / les.solution).read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            text = "".join(cell["source"])
+            if cell["cell_type"] == "markdown":
+                found += [
+                    f"{les.name}: ...{text[max(0, m.start() - 40) : m.end() + 20]!r}" for m in numbered.finditer(text)
+                ]
+    assert not found, "name the exercise instead:\n" + "\n".join(found)

@@ -96,14 +96,17 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, execute
 
 
 def _check_figures(lesson: str, report, problems: list[str]) -> None:
-    """The numbers the lecture notes quote agree with this run's figures (and the committed snapshot's)."""
+    """This run reproduces the committed snapshot's figures, and the numbers the lecture notes quote agree with
+    its figures, each within the figure's tolerance (another CPU sums in another order)."""
     rows = [json.loads(line) for line in report.read_text().splitlines()] if report.exists() else []
     live = {r["key"]: r["value"] for r in rows}
     snap = lesson_figures.snapshot()
     missing = sorted(k for k, v in snap.items() if v["lesson"] == lesson[:2] and k not in live)
     if missing:
         problems.append(f"the snapshot has figures this run did not record: {missing}")
-    problems += [f"fresh run: {d}" for d in lesson_figures.disagreements(live, lesson[:2])]
+    problems += [f"fresh run: {d}" for d in lesson_figures.not_reproduced(rows, snap, lesson[:2])]
+    tols = lesson_figures.tolerances({r["key"]: r for r in rows})
+    problems += [f"fresh run: {d}" for d in lesson_figures.disagreements(live, lesson[:2], tols, fresh=True)]
 
 
 def _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems) -> None:

@@ -4,6 +4,8 @@ Writes into ``course-output/`` (git-ignored): the executed notebooks, ``figures.
 figure a notebook recorded with ``qlora_course.report.record``) and ``SUMMARY.md``; and the committed
 snapshot ``lessons/figures.json``, the figures the lecture notes may quote (``tests/test_lesson_figures.py``
 checks every number in ``lessons/`` against it, and the notebook tests check it against a fresh run).
+Each figure keeps its tolerance (``record(..., tol=)``: how much it may differ between machines); the
+summary lists the figures that moved further than that from the snapshot they replace.
 
     python tools/run_course.py              # every lesson
     python tools/run_course.py --only 03    # one lesson: its figures are replaced, the others kept
@@ -24,6 +26,7 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 from tqdm import tqdm
 
 from qlora_course import syllabus
+from qlora_course.report import within
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "course-output"
@@ -37,12 +40,34 @@ def _drop_lesson(figures: Path, lesson: str) -> None:
         figures.write_text("".join(line + "\n" for line in lines))
 
 
+FIELDS = ("lesson", "value", "unit", "what", "varies", "tol")
+
+
+def beyond_tolerance(rows: list[dict], path: Path = SNAPSHOT) -> list[str]:
+    """The figures of ``rows`` that differ from the snapshot's by more than their tolerance (timings aside):
+    a notebook that no longer reproduces what the notes were written from, or a tolerance measured too small."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    out = []
+    for r in rows:
+        before = old.get(r["key"])
+        if before is None or r.get("varies") or before.get("varies"):
+            continue
+        tol = float(r.get("tol") or 0.0)
+        if not within(r["value"], before["value"], tol):
+            out.append(f"{r['key']}: {r['value']!r}, snapshot {before['value']!r}, tolerance ±{tol:g}")
+    return out
+
+
+def _tolerance(row: dict) -> str:
+    return "varies" if row.get("varies") else f"±{float(row.get('tol') or 0.0):g}"
+
+
 def update_snapshot(rows: list[dict], lessons: set[str], path: Path = SNAPSHOT) -> None:
     """Replace the figures of ``lessons`` in the snapshot by ``rows`` (``{key: {lesson, value, ...}}``)."""
     old = json.loads(path.read_text()) if path.exists() else {}
     new = {k: v for k, v in old.items() if v["lesson"] not in lessons}
     for r in rows:
-        new[r["key"]] = {k: r.get(k) for k in ("lesson", "value", "unit", "what", "varies")}
+        new[r["key"]] = {k: r.get(k) for k in FIELDS}
     path.write_text(json.dumps(dict(sorted(new.items())), indent=1, ensure_ascii=False) + "\n")
 
 
@@ -102,6 +127,7 @@ def main(argv=None) -> int:
                 break
     rows = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
     done = {name[:2] for name in times}  # lessons that ran to the end
+    drifted = beyond_tolerance([r for r in rows if r["lesson"] in done])
     update_snapshot([r for r in rows if r["lesson"] in done], done)
     lines = [
         "# QLoRA course: key figures from the last `make course` run",
@@ -112,8 +138,14 @@ def main(argv=None) -> int:
         "|---|---|---|",
     ]
     lines += [f"| {name[:2]} | {name} | {secs:.0f} |" for name, secs in times.items()]
-    lines += ["", "| lesson | figure | value | unit | what it is |", "|---|---|---|---|---|"]
-    lines += [f"| {r['lesson']} | {r['key']} | {r['value']:,.4g} | {r['unit']} | {r['what']} |" for r in rows]
+    lines += ["", "| lesson | figure | value | tolerance | unit | what it is |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {r['lesson']} | {r['key']} | {r['value']:,.4g} | {_tolerance(r)} | {r['unit']} | {r['what']} |"
+        for r in rows
+    ]
+    if drifted:
+        lines += ["", "**Beyond their tolerance of the previous snapshot** (now replaced; check the notes):", ""]
+        lines += [f"- {d}" for d in drifted]
     if failed:
         lines += ["", f"**Failed:** {', '.join(failed)}"]
     (out / "SUMMARY.md").write_text("\n".join(lines) + "\n")

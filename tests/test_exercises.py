@@ -20,7 +20,7 @@ from qlora_grading import probe_values
 from qlora_grading.wire import differences
 
 SALTS_FAST = 6
-SALTS_SLOW = 60
+SALTS_SLOW = 50
 
 CASES = [(lesson, ex.name) for lesson in LESSONS for ex in exercises.exercises(lesson)]
 

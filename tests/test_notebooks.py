@@ -110,8 +110,10 @@ def _check_figures(lesson: str, report, problems: list[str]) -> None:
 
 
 def _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems) -> None:
-    """Each exercise's public tests fail on the stub and the wrong answers; its whole autograder test
-    passes on the solution and the other right answers, and scores nothing for a cheat."""
+    """In the notebook's own kernel: each exercise's public tests fail on the stub and the wrong answers
+    and pass on the other right answers; its whole autograder test (public and the generated hidden cell)
+    passes on the solution and scores nothing for an object that claims to equal anything. Every answer's
+    hidden test over many salts is tests/test_exercises.py's, which judges with the same function."""
     reproduces = syllabus.lesson(lesson).reproduces
     if reproduces:  # the filled-in student notebook gives the stored results (cells only the solution has
         # must not shift the random numbers its runs use)
@@ -129,21 +131,21 @@ def _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems) -> No
             public, _, _, _ = grade(run, public_file)
             if public:
                 problems.append(f"{ex.name}: the public tests pass on the {label}")
-        # cheats (the finished objects among them): may pass the public checks, must score nothing
-        cheats = list(ex.cheats) + [ALWAYS_EQUAL.replace("{name}", ex.name)]
-        for i, code in enumerate(cheats):
+        # right, written another way: the public tests pass (a printout or another dtype is no error)
+        for i, code in enumerate(ex.alternatives):
             run(code)
-            public, hidden, score, report = grade(run, test_file)
-            if hidden or score > 0:
-                problems.append(f"{ex.name}: cheat {i + 1} scores {score}:\n{code}")
-        # right, written another way or as the solution: passes everything, full points
-        for label, code in [(f"alternative {i + 1}", a) for i, a in enumerate(ex.alternatives)] + [
-            ("solution", answers[ex.name])
-        ]:
-            run(code)
-            public, hidden, score, report = grade(run, test_file)
-            if not (public and hidden):
-                problems.append(f"{ex.name}: the tests fail on the {label}:\n{report[-3000:]}")
+            public, _, _, report = grade(run, public_file)
+            if not public:
+                problems.append(f"{ex.name}: the public tests fail on alternative {i + 1}:\n{report[-3000:]}")
+        # the autograder's whole test: full points for the solution, none for an always-equal object
+        run(ALWAYS_EQUAL.replace("{name}", ex.name))
+        _, hidden, score, _ = grade(run, test_file)
+        if hidden or score > 0:
+            problems.append(f"{ex.name}: an always-equal object scores {score}")
+        run(answers[ex.name])
+        public, hidden, score, report = grade(run, test_file)
+        if not (public and hidden):
+            problems.append(f"{ex.name}: the tests fail on the solution:\n{report[-3000:]}")
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

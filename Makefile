@@ -7,6 +7,7 @@
 #   make format     ruff: fix what can be fixed and format
 #   make drift      fast tests + notebooks in the environments pinned in drift/ (Colab's, the newest)
 #   make course     execute every solution notebook; executed copies and SUMMARY.md in course-output/
+#   make nbval      nbval over the solutions: they run, and the outputs they store are reproduced
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
 #   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files in a sandbox: grades/gradebook.csv
 #   make slides     lecture notes -> reveal.js slide decks in build/slides/
@@ -20,7 +21,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps-test test test-fast bench lint format drift course notebooks check-notebooks grade slides site clean
+.PHONY: setup system-deps-test test test-fast bench lint format drift course notebooks check-notebooks grade slides site nbval clean
 
 setup: $(STAMP)
 
@@ -79,6 +80,11 @@ slides: $(STAMP)
 	$(BIN)/python tools/build_slides.py
 
 EXECUTED ?= course-output
+
+# nbval, the notebook test tool instructors know: every solution runs, and the cells tagged
+# nbval-check-output (results the same on every machine) are compared with their stored outputs
+nbval: $(STAMP)
+	QLORA_COURSE_STATIC_WIDGETS=1 MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q solutions/
 
 site: $(STAMP)
 	$(BIN)/python tools/build_site.py --executed $(EXECUTED) --run-missing

@@ -12,6 +12,7 @@ import json
 import lesson_figures
 import nbformat
 import pytest
+import stored_outputs
 from conftest import LESSONS, ROOT
 from notebook_harness import (
     ALWAYS_EQUAL,
@@ -90,9 +91,14 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, execute
     with kernel(filled, tmp_path) as (run, client):
         execute_all(client, filled)
         _check_figures(lesson, report, problems)
+        problems += stored_outputs.differences(json.loads(solution_text(lesson)), filled.cells)
         nbformat.write(filled, executed_dir / f"{lesson}.ipynb")  # for the site test (tests/test_site.py)
         _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems)
     assert not problems, "\n".join(problems)
+
+
+def solution_text(lesson: str) -> str:
+    return (ROOT / syllabus.lesson(lesson).solution).read_text(encoding="utf-8")
 
 
 def _check_figures(lesson: str, report, problems: list[str]) -> None:

@@ -22,6 +22,11 @@ def test_quoted_numbers_agree_with_the_recorded_figures():
     assert not wrong, "lessons/ disagrees with lessons/figures.json (the last `make course`):\n" + "\n".join(wrong)
 
 
+def test_every_figure_has_a_tolerance():
+    missing = [k for k, v in lf.snapshot().items() if not v.get("varies") and not isinstance(v.get("tol"), float)]
+    assert not missing, "figures without a tolerance (run `make course`): " + ", ".join(missing)
+
+
 def test_the_notes_quote_no_more_digits_than_the_tolerance_allows():
     found = lf.too_precise(lf.tolerances(lf.snapshot()))
     assert not found, "a quoted digit that changes from machine to machine:\n" + "\n".join(found)

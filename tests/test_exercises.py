@@ -16,7 +16,7 @@ from conftest import LESSONS
 from notebook_harness import ALWAYS_EQUAL, answer_namespace, solution_answers
 
 from qlora_course import exercises
-from qlora_grading import probe_values
+from qlora_grading import hidden_problems, probe_values
 from qlora_grading.wire import differences
 
 SALTS_FAST = 6
@@ -108,3 +108,35 @@ def test_a_finished_object_is_named_to_the_learner():
     exec(solution_answers("01_lowrank_lora")["LoRALayer"], ns)
     exercises.check_own_work("01_lowrank_lora", "LoRALayer", ns)  # the own work passes
     assert ex.finished_names[0] == "LoRALinear"
+
+
+def test_every_result_of_a_partly_credited_exercise_is_in_one_part():
+    for lesson in LESSONS:
+        for ex in exercises.exercises(lesson):
+            if ex.parts:
+                keys = list(_reference(ex, "parts").keys())
+                assert {ex.part_of(k) for k in keys} == set(ex.parts), (lesson, ex.name)  # raises if not one
+
+
+def test_partial_credit_scores_each_part_and_the_grader_agrees():
+    """The solution's LoRALayer with a merge that does nothing: its set-up and its forward are right, its
+    merge is not, so it earns 2 of 3 points, in the notebook's hidden cells and in make grade's scoring
+    alike."""
+    from qlora_grading.grade import score
+
+    lesson, ex = "01_lowrank_lora", exercises.exercise("01_lowrank_lora", "LoRALayer")
+    broken = solution_answers(lesson)[ex.name] + "\n\nLoRALayer.merge = lambda self: None\n"
+    ns = answer_namespace(lesson)
+    exec(broken, ns)
+    want = _reference(ex, "partial")
+    got, used = probe_values(ex, ns[ex.name], "partial")
+    earned = ex.part_points(list(want), differences(got, want, ex.tolerance))
+    assert earned == {label: (0.0 if "merge" in label else 1.0) for label in ex.parts}, earned
+    for label in ex.parts:
+        assert bool(hidden_problems(ex, ns[ex.name], ["partial"], part=label)) == ("merge" in label), label
+    course = exercises.course()
+    events = [{"event": "public", "q": ex.name, "passed": False, "error": "AssertionError: x"}]
+    events.append({"event": "probe", "q": ex.name, "values": got, "used": used})
+    reference = {e.name: want if e is ex else {} for e in course.exercises(lesson)}
+    result = score(course, lesson, events, reference, "", [])
+    assert result.points[ex.name] == 2.0 and "merge and unmerge: " in result.feedback[ex.name]

@@ -138,6 +138,20 @@ def _multiline_strings(code: str) -> bool:
     return any(t.type == tokenize.STRING and "\n" in t.string for t in tokens)
 
 
+def _hidden_cells(lesson: str, name: str) -> list[str]:
+    """The hidden test cells of one exercise: one, or one per part (each worth its part's points)."""
+    ex = exercises.exercise(lesson, name)
+    call = "from qlora_course.exercises import hidden_check as _hidden_check\n\n"
+    if not ex.parts:
+        return ["# HIDDEN\n" + call + f'_ = _hidden_check("{lesson}", "{name}", globals())\n']
+    return [
+        f'""" # BEGIN TEST CONFIG\npoints: {points:g}\nhidden: true\n"""  # END TEST CONFIG\n'
+        + call
+        + f'_ = _hidden_check("{lesson}", "{name}", globals(), part={label!r})\n'
+        for label, (points, _) in ex.parts.items()
+    ]
+
+
 def for_otter(nb: dict, lesson: str) -> dict:
     """The copy ``otter assign`` reads: per exercise, public tests that also check the answer is the
     learner's own work and ignore its prints, and the hidden test cell from the definition."""
@@ -150,14 +164,10 @@ def for_otter(nb: dict, lesson: str) -> dict:
         if cell["cell_type"] == "raw" and src.startswith("# BEGIN TESTS"):
             in_tests = True
         elif cell["cell_type"] == "raw" and src.startswith("# END TESTS"):
-            hidden = (
-                "# HIDDEN\n"
-                "from qlora_course.exercises import hidden_check as _hidden_check\n\n"
-                f'_ = _hidden_check("{lesson}", "{name}", globals())\n'
-            )
-            cells.append(
+            cells += [
                 {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": hidden}
-            )
+                for hidden in _hidden_cells(lesson, name)
+            ]
             in_tests = False
         elif in_tests and cell["cell_type"] == "code":
             if src.startswith("# HIDDEN"):

@@ -23,10 +23,11 @@ import contextlib
 import hashlib
 import inspect
 import io
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -53,6 +54,11 @@ class Exercise:
     the tests of the tests — plausible mistakes (the public checks must fail them and they must score
     nothing on any salt), other right answers (full points on every salt), and answers that may pass the
     public checks but must score nothing.
+
+    ``parts``: partial credit, for an exercise whose results test separate properties:
+    ``{label: (points, pattern)}``, the points summing to ``points``; a result belongs to the part whose
+    regular expression ``pattern`` it matches (``re.search``; exactly one), and a part scores its points
+    when all its results are right. Without parts an exercise scores all or nothing.
     """
 
     name: str
@@ -64,6 +70,7 @@ class Exercise:
     wrong: tuple[str, ...] = ()
     alternatives: tuple[str, ...] = ()
     cheats: tuple[str, ...] = ()
+    parts: dict = field(default_factory=dict)
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -76,6 +83,29 @@ class Exercise:
         for group in ("wrong", "alternatives", "cheats", "finished"):
             if not isinstance(getattr(self, group), tuple):
                 raise TypeError(f"Exercise {self.name}: {group} must be a tuple")
+        if self.parts:
+            total = sum(points for points, _ in self.parts.values())
+            if abs(total - self.points) > 1e-9:
+                raise ValueError(f"Exercise {self.name}: its parts' points add up to {total:g}, not {self.points:g}")
+
+    def part_of(self, result: str) -> str:
+        """The label of the part a result belongs to (with no parts: the exercise's name)."""
+        if not self.parts:
+            return self.name
+        found = [label for label, (_, pattern) in self.parts.items() if re.search(pattern, result)]
+        if len(found) != 1:
+            raise ValueError(f"Exercise {self.name}: result {result!r} is in {len(found)} parts {found}, not one")
+        return found[0]
+
+    def part_points(self, results: list[str], wrong: list[str]) -> dict[str, float]:
+        """``{part: points earned}`` when the results ``wrong`` (of ``results``) differ from the reference."""
+        if not self.parts:
+            return {self.name: 0.0 if wrong else float(self.points)}
+        bad = {self.part_of(k) for k in wrong}
+        present = {self.part_of(k) for k in results}
+        return {
+            label: float(p) if label in present and label not in bad else 0.0 for label, (p, _) in self.parts.items()
+        }
 
     @property
     def answer_reference(self):
@@ -209,12 +239,14 @@ def own_work_problem(exercise: Exercise, answer) -> str | None:
     return None
 
 
-def hidden_problems(exercise: Exercise, answer, salts: Iterable[str]) -> list[str]:
+def hidden_problems(exercise: Exercise, answer, salts: Iterable[str], part: str | None = None) -> list[str]:
     """What is wrong with ``answer`` on the hidden inputs of ``salts``: an empty list when it equals the
-    reference on all of them and uses no finished object."""
+    reference on all of them (those of ``part`` only, when given) and uses no finished object."""
     problems = []
     for salt in salts:
         want, _ = probe_values(exercise, exercise.answer_reference, salt, trace=False)
+        if part is not None:
+            want = {k: v for k, v in want.items() if exercise.part_of(k) == part}
         try:
             got, used = probe_values(exercise, answer, salt)
         except Exception as err:  # noqa: BLE001

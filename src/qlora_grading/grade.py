@@ -94,7 +94,11 @@ def named_finished(exercise: Exercise, cells: list[str]) -> list[str]:
 def score(
     course: Course, lesson: str, events: list[dict], reference: dict[str, dict], ended: str, cells: list[str]
 ) -> Result:
-    """Points and feedback from a submission's events, compared with the reference's probe values."""
+    """Points and feedback from a submission's events, compared with the reference's probe values.
+
+    An exercise scores when its results equal the reference's and it used no finished object; without
+    parts, its public tests must have passed too (all or nothing); with parts, each part whose results
+    are all right scores its points."""
     result = Result("", "", lesson)
     public, probes = _last(events, "public"), _last(events, "probe")
     for ex in course.exercises(lesson):
@@ -102,25 +106,34 @@ def score(
         lines = [_public_feedback(public_messages(course, lesson, q), public.get(q))]
         got = probes.get(q)
         used = named_finished(ex, cells)
+        earned = 0.0
         if got is None:
             lines.append("hidden tests: not reached")
-            ok = False
         elif not isinstance(got.get("values"), dict):
             err = str(got.get("error", "an error"))[:60]
             lines.append(f"hidden tests: the answer raised {err if err.isidentifier() else 'an error'}")
-            ok = False
         else:
             used += [u for u in got.get("used", []) if isinstance(u, str)] if isinstance(got.get("used"), list) else []
             wrong = differences(got["values"], reference[q], ex.tolerance)
-            ok = not wrong and not used
-            if wrong:
-                lines.append(f"hidden tests: {len(wrong)} of {len(reference[q])} results differ")
-            elif not used:
-                lines.append("hidden tests: passed")
+            parts = ex.part_points(list(reference[q]), wrong)
+            if ex.parts:
+                for label, points in parts.items():
+                    n = sum(1 for k in reference[q] if ex.part_of(k) == label)
+                    bad = sum(1 for k in wrong if ex.part_of(k) == label)
+                    verdict = "passed" if not bad else f"{bad} of {n} results differ"
+                    lines.append(f"hidden tests, {label}: {verdict} ({points:g} / {ex.parts[label][0]:g})")
+                earned = sum(parts.values())
+            else:
+                lines.append(
+                    f"hidden tests: {len(wrong)} of {len(reference[q])} results differ"
+                    if wrong
+                    else "hidden tests: passed"
+                )
+                earned = sum(parts.values()) if public.get(q, {}).get("passed") is True else 0.0
         if used:
             lines.append(f"not your own work: it uses {', '.join(sorted(set(used)))[:200]}, which solves the exercise")
-            ok = False
-        result.points[q] = float(ex.points) if ok and public.get(q, {}).get("passed") is True else 0.0
+            earned = 0.0
+        result.points[q] = earned
         result.feedback[q] = "\n".join(lines)
     if ended:
         result.note = ended

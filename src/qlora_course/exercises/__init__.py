@@ -80,12 +80,13 @@ def _answer(name: str, namespace: dict):
     return namespace[name]
 
 
-def hidden_check(lesson: str, name: str, namespace: dict, salts: int = HIDDEN_SALTS) -> None:
-    """The hidden test of one exercise, as a notebook's hidden test cell runs it: the answer
-    ``namespace[name]`` against the reference on fresh random inputs. Raises ``AssertionError``."""
+def hidden_check(lesson: str, name: str, namespace: dict, part: str | None = None, salts: int = HIDDEN_SALTS) -> None:
+    """The hidden test of one exercise (of one of its parts), as a notebook's hidden test cell runs it: the
+    answer ``namespace[name]`` against the reference on fresh random inputs. Raises ``AssertionError``."""
     ex = exercise(lesson, name)
-    problems = hidden_problems(ex, _answer(name, namespace), [secrets.token_hex(8) for _ in range(salts)])
-    assert not problems, f"{name}: " + "; ".join(problems)
+    salts_ = [secrets.token_hex(8) for _ in range(salts)]
+    problems = hidden_problems(ex, _answer(name, namespace), salts_, part)
+    assert not problems, f"{name}{f' ({part})' if part else ''}: " + "; ".join(problems)
 
 
 def check_own_work(lesson: str, name: str, namespace: dict) -> None:

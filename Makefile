@@ -21,7 +21,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps-test test test-fast bench lint format drift course notebooks check-notebooks grade slides site nbval clean
+.PHONY: setup system-deps-test test test-fast bench lint format drift course notebooks check-notebooks grade grade-merge slides site nbval clean
 
 setup: $(STAMP)
 
@@ -72,9 +72,14 @@ JOBS ?= 1
 UNSAFE ?=
 
 grade: $(STAMP)
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions [GRADES=grades CPU_LIMIT=600 MEMORY_LIMIT=8 JOBS=1 UNSAFE=1]"; exit 2; }
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/submissions [GRADES=grades CPU_LIMIT=600 MEMORY_LIMIT=8 JOBS=1 SHARD=i/n UNSAFE=1]"; exit 2; }
 	@$(if $(UNSAFE),:,$(SYSTEM_DEPS) bwrap)
-	$(BIN)/python -m qlora_grading "$(SUBMISSIONS)" --out "$(GRADES)" --cpu-limit $(CPU_LIMIT) --memory-limit $(MEMORY_LIMIT) --jobs $(JOBS) $(if $(UNSAFE),--unsafe)
+	$(BIN)/python -m qlora_grading "$(SUBMISSIONS)" --out "$(GRADES)" --cpu-limit $(CPU_LIMIT) --memory-limit $(MEMORY_LIMIT) --jobs $(JOBS) $(if $(SHARD),--shard $(SHARD)) $(if $(UNSAFE),--unsafe)
+
+# one gradebook from the GRADES folders of a class graded in shards (make grade SHARD=i/n GRADES=grades-i)
+grade-merge: $(STAMP)
+	@test -n "$(SHARDS)" || { echo "usage: make grade-merge SHARDS=\"grades-1 grades-2 ...\" [GRADES=grades]"; exit 2; }
+	$(BIN)/python -m qlora_grading merge $(SHARDS) --out "$(GRADES)"
 
 slides: $(STAMP)
 	$(BIN)/python tools/build_slides.py

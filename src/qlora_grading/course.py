@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .exercise import Exercise
 
@@ -21,11 +21,12 @@ class Course:
     """``lessons``: lesson name -> its exercises, in notebook order. ``public_tests(lesson, name)``: the
     public tests of one exercise as plain Python (what ``grader.check`` runs), or "" when it has none.
     ``sources``: files whose contents define the grading (hashed into the key that decides whether an
-    earlier result may be reused)."""
+    earlier result may be reused). ``titles``: each lesson's name for people (the LMS exports)."""
 
     lessons: dict[str, tuple[Exercise, ...]]
     public_tests: Callable[[str, str], str]
     sources: tuple[str, ...] = ()
+    titles: dict[str, str] = field(default_factory=dict)
 
     def exercises(self, lesson: str) -> tuple[Exercise, ...]:
         if lesson not in self.lessons:

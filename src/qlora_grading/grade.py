@@ -174,8 +174,13 @@ def grade_all(
     jobs: int = 1,
     unsafe: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] = (1, 1),
 ) -> list[Result]:
-    """Grade every submission under ``submissions``; write ``out/gradebook.csv``, ``STATUS``, feedback."""
+    """Grade every submission under ``submissions``; write ``out/gradebook.csv``, ``STATUS``, feedback.
+
+    ``shard=(i, n)`` grades only the i-th of n shards (students in sorted order, every n-th from the i-th:
+    a Slurm array or GNU parallel runs the shards on several machines, each into its own ``out``);
+    :func:`qlora_grading.gradebook.merge` then makes one gradebook of the shards' ``out`` folders."""
     limits = limits or Limits()
     if not unsafe and not sandbox_available():
         raise RuntimeError(
@@ -184,6 +189,7 @@ def grade_all(
         )
     course = load_course(course_module)
     found, skipped = find_submissions(submissions, set(course.lessons))
+    found, skipped = in_shard(found, skipped, shard)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gradebook.csv").unlink(missing_ok=True)  # a killed run leaves no old gradebook behind
     write_atomic(out / "STATUS", f"incomplete: grading started {time.strftime('%Y-%m-%d %H:%M:%S')}, not finished\n")
@@ -232,5 +238,17 @@ def grade_all(
         results += list(pool.map(task, todo))
     bar.close()
     results += skipped
-    write_gradebook(results, points, out)
+    write_gradebook(results, points, out, course.titles)
+    write_atomic(out / "results.json", json.dumps([asdict(r) for r in results]))  # what merge() reads
     return results
+
+
+def in_shard(found: list, skipped: list[Result], shard: tuple[int, int]) -> tuple[list, list[Result]]:
+    """The submissions and not-graded rows of the ``shard = (i, n)``-th shard of the students (the
+    students sorted by name, every n-th from the i-th; files outside any student's folder go to shard 1)."""
+    i, n = shard
+    if not (isinstance(i, int) and isinstance(n, int) and 1 <= i <= n):
+        raise ValueError(f"shard must be i of n with 1 <= i <= n, got {i} of {n}")
+    students = sorted({s for s, *_ in found} | {r.student for r in skipped if r.student})
+    mine = set(students[i - 1 :: n])
+    return [f for f in found if f[0] in mine], [r for r in skipped if r.student in mine or (not r.student and i == 1)]

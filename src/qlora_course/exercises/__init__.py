@@ -120,6 +120,7 @@ def course() -> Course:
         lessons={les.name: exercises(les.name) for les in syllabus.LESSONS},
         public_tests=public_tests,
         sources=_sources(),
+        titles={les.name: f"QLoRA lesson {les.number}: {les.title}" for les in syllabus.LESSONS},
     )
 
 

@@ -104,3 +104,22 @@ def test_canvas_and_gradescope_read_the_exports_as_their_formats_say(tmp_path, f
 def test_a_shard_must_be_i_of_n():
     with pytest.raises(ValueError, match="1 <= i <= n"):
         grade.in_shard([], [], (3, 2))
+
+
+def test_a_grading_run_executes_only_what_the_answers_and_checks_need():
+    from qlora_grading.notebook import needed_cells
+
+    cells = [
+        "import torch\nfrom qlora_course import lora",  # the set-up: always
+        "W = torch.ones(3)",  # read by the answer
+        "model = load()\ntrainer = Trainer(model)\ntrainer.train()",  # only trains: skipped
+        "def f(x, model=None):\n    return x + W",  # the answer (its parameter is its own)
+        'grader.check("f")',
+        "tok = load_tokenizer()",  # read by the public tests
+        "tok.add_special_tokens({'pad_token': '<pad>'})",  # changes it: kept
+        "%matplotlib inline",  # not Python: kept, to be safe
+        "plot(model)",
+    ]
+    assert needed_cells(cells, {"f"}, {"tok"}) == [True, True, False, True, True, True, True, True, False]
+    # a name the answer reads pulls in the cells that make it, and what those read
+    assert needed_cells(["x = 1", "y = x + 1", "def g():\n    return y"], {"g"}, set()) == [True, True, True]

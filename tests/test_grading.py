@@ -61,7 +61,7 @@ def solved(lesson: str = LESSON, **replace: str) -> dict[str, str]:
 def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesson: str = LESSON, full: bool = False):
     """A submission of ``lesson``: its student notebook with the answer cell of each question ``q`` in
     ``answers`` replaced by ``answers[q]`` (the others keep the stub) and the code ``extra[q]`` added after
-    q's check cell (``extra["start"]`` after the setup cell). Trimmed to the setup cell, the lesson's context cells
+    q's check cell (``extra["start"]`` after the setup cell), in a cell the runner must execute. Trimmed to the setup cell, the lesson's context cells
     (``syllabus.Lesson.context``), answer and check cells unless ``full``."""
     import re
 
@@ -84,7 +84,10 @@ def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesso
             cells.append(nbformat.v4.new_code_cell(cell.source))
         for key in [checks.get(i)] + (["start"] if i == code[0] else []):
             if key in extra:
-                cells.append(nbformat.v4.new_code_cell(extra[key]))
+                # the runner skips cells no answer or check needs: an added cell also binds an answer's
+                # name (to what it is), so that it runs, as hostile code inside an answer's cell would
+                name = key if key != "start" else min(checks.values())
+                cells.append(nbformat.v4.new_code_cell(f'{extra[key]}\n{name} = globals().get("{name}")\n'))
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
     return nb
@@ -377,7 +380,11 @@ for fd in range(3, 64):
         pass
 """
     cases = {
-        "sleeps": ([report, "import time\nwhile True:\n    time.sleep(1)\n"], Limits(cpu=300, wall=30)),
+        # (the loop binds an answer's name after it, or the runner would skip the cell as not needed)
+        "sleeps": (
+            [report, "import time\nwhile True:\n    time.sleep(1)\nconstant_bits = 0\n"],
+            Limits(cpu=300, wall=30),
+        ),
         "computes": (["while True:\n    pass\n"], Limits(cpu=300, wall=10)),
     }
     for name, (code, _) in cases.items():

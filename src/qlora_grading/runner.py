@@ -4,9 +4,11 @@
     python -m qlora_grading.runner --course MODULE LESSON SALT --reference --cpu ... --memory ...
 
 Sets its own limits (CPU time, address space, file size) before anything else, then executes the
-notebook's code cells in order in an IPython shell. At each ``grader.check("name")`` cell (and at the end
-for an exercise whose check cell is gone) it runs the exercise's public tests and its probe on the
-learner's answer, and writes JSON lines to its standard output at once:
+notebook's code cells in order in an IPython shell: those the answers and the checks need
+(:func:`qlora_grading.notebook.needed_cells`; a cell that only trains or plots is skipped). At each
+``grader.check("name")`` cell (and at the end for an exercise whose check cell is gone) it runs the
+exercise's public tests and its probe on the learner's answer, and writes JSON lines to its standard
+output at once:
 
     {"event": "public", "q": "name", "passed": true, "error": null}
     {"event": "probe", "q": "name", "values": {...}, "used": []}
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .course import load_course
     from .exercise import probe_values
-    from .notebook import CHECK, code_cells
+    from .notebook import CHECK, _global_reads, code_cells, needed_cells
 
     exercises = {ex.name: ex for ex in load_course(args.course).exercises(args.lesson)}
     signal.signal(signal.SIGPROF, _on_timer)
@@ -113,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
             return
         probe(name, ns[name], trace=True)
 
+    reads = set().union(*(_global_reads(course.public_tests(args.lesson, name)) for name in exercises))
+    keep = needed_cells(cells, set(exercises), reads)
     done: set[str] = set()
-    for source in cells:
+    for source, needed in zip(cells, keep, strict=True):
+        if not needed:
+            continue
         m = CHECK.fullmatch(source)
         if m and m.group(1) in exercises:
             if m.group(1) not in done:

@@ -61,8 +61,9 @@ def solved(lesson: str = LESSON, **replace: str) -> dict[str, str]:
 def notebook(answers: dict[str, str], extra: dict[str, str] | None = None, lesson: str = LESSON, full: bool = False):
     """A submission of ``lesson``: its student notebook with the answer cell of each question ``q`` in
     ``answers`` replaced by ``answers[q]`` (the others keep the stub) and the code ``extra[q]`` added after
-    q's check cell (``extra["start"]`` after the setup cell), in a cell the runner must execute. Trimmed to the setup cell, the lesson's context cells
-    (``syllabus.Lesson.context``), answer and check cells unless ``full``."""
+    q's check cell (``extra["start"]`` after the setup cell), in a cell the runner must execute. Trimmed
+    to the setup cell, the lesson's context cells (``syllabus.Lesson.context``), answer and check cells
+    unless ``full``."""
     import re
 
     context = syllabus.lesson(lesson).context

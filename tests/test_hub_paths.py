@@ -328,6 +328,17 @@ def test_baselines(course_tokenizer, course_model):
         assert pred == max(scores, key=scores.get).strip()
     with pytest.raises(ValueError):
         choice_accuracy(model, tok, rows, choices=[" job"])
+    # one-token choices are scored from one forward per prompt: the same numbers as the general path
+    from qlora_course.evaluation import _next_token_nlls, completion_nlls
+
+    prompts = list(rows["prompt"][:4])
+    fast = _next_token_nlls(model, tok, prompts, [tok(c, add_special_tokens=False)["input_ids"][0] for c in choices], 3)
+    slow = completion_nlls(
+        model, tok, [p for p in prompts for _ in choices], [c for _ in prompts for c in choices], eos=False
+    )
+    assert torch.allclose(torch.tensor(fast).flatten(), torch.tensor([n for n, _ in slow]), atol=1e-4)
+    two_tokens = choice_accuracy(model, tok, rows, choices=[" job", " pet food"], limit=3)  # the general path
+    assert set(two_tokens.predictions) <= {"job", "pet food"}
 
 
 def test_stored_method_comparison_matches_the_course_settings():

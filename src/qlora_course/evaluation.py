@@ -274,19 +274,47 @@ def choice_accuracy(
         raise ValueError(f"need at least two choices, got {choices}")
     prompts = list(dataset["prompt"][:n])
     refs = [c.strip() for c in dataset["completion"][:n]]
-    flat = completion_nlls(
-        model,
-        tokenizer,
-        [p for p in prompts for _ in choices],
-        [c for _ in prompts for c in choices],
-        batch_size,
-        eos=False,
-    )
-    preds = []
-    for i in range(n):
-        scores = [nll for nll, _ in flat[i * len(choices) : (i + 1) * len(choices)]]
-        preds.append(choices[scores.index(min(scores))].strip())
+    ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+    if all(len(i) == 1 for i in ids):  # one token each: one forward per prompt scores every choice
+        scores = _next_token_nlls(model, tokenizer, prompts, [i[0] for i in ids], batch_size)
+    else:
+        flat = completion_nlls(
+            model,
+            tokenizer,
+            [p for p in prompts for _ in choices],
+            [c for _ in prompts for c in choices],
+            batch_size,
+            eos=False,
+        )
+        scores = [[nll for nll, _ in flat[i * len(choices) : (i + 1) * len(choices)]] for i in range(n)]
+    preds = [choices[row.index(min(row))].strip() for row in scores]
     return EvalResult(sum(p == r for p, r in zip(preds, refs, strict=True)) / n, preds, refs, prompts)
+
+
+@torch.no_grad()
+def _next_token_nlls(model, tokenizer, prompts: list[str], token_ids: list[int], batch_size: int) -> list[list[float]]:
+    """For each prompt, ``-log p(token | prompt)`` of each of ``token_ids`` (float32): what
+    :func:`completion_nlls` gives a one-token completion, from one forward pass per prompt."""
+    from .finetune import collate
+
+    examples = _fitted_examples(tokenizer, prompts, [""] * len(prompts), None, eos=False)
+    device = next(model.parameters()).device
+    wanted = torch.tensor(token_ids, device=device)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with bnb_training_path(model):
+            for start in range(0, len(examples), batch_size):
+                chunk = examples[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in collate(chunk, tokenizer.pad_token_id).items()}
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                last = batch["attention_mask"].sum(dim=1) - 1  # right padding: each prompt's last token
+                logp = torch.log_softmax(logits[torch.arange(len(chunk), device=device), last].float(), dim=-1)
+                out += (-logp[:, wanted]).tolist()
+    finally:
+        model.train(was_training)
+    return out
 
 
 def majority_accuracy(train, test) -> tuple[str, float]:

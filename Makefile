@@ -3,6 +3,7 @@
 #   make test       unit tests + notebook tests (what CI runs)
 #   make test-fast  the tests that neither execute notebooks nor train models (about a minute)
 #   make bench      only the benchmarks (ratios against bitsandbytes, measured side by side)
+#   make check-model  re-measure the course model's card: a LoRA fine-tune learns the task (about a minute)
 #   make lint       ruff: lint and format check of the code, tests, tools and solution notebooks
 #   make format     ruff: fix what can be fixed and format
 #   make drift      fast tests + notebooks in the environments pinned in drift/ (Colab's, the newest)
@@ -21,7 +22,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps-test test test-fast bench lint format drift course notebooks check-notebooks grade grade-merge slides site nbval clean
+.PHONY: setup system-deps-test test test-fast bench check-model lint format drift course notebooks check-notebooks grade grade-merge slides site nbval clean
 
 setup: $(STAMP)
 
@@ -34,16 +35,19 @@ SYSTEM_DEPS := bash tools/system_deps.sh
 
 # first, so that a missing package stops the run before the environment is built
 test: system-deps-test $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not model_card"
 
 system-deps-test:
 	@$(SYSTEM_DEPS) bwrap chromium
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not notebook and not slow and not benchmark"
+	$(BIN)/python -m pytest -m "not notebook and not slow and not benchmark and not model_card"
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m benchmark
+
+check-model: $(STAMP)
+	$(BIN)/python -m pytest -m model_card
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

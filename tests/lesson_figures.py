@@ -80,16 +80,22 @@ class Quote:
     def text(self) -> str:
         return f"{self.low}–{self.shown}" if self.low is not None else self.shown
 
-    def agrees(self, figure: float, tol: float = 0.0) -> bool:
+    def agrees(self, figure: float, tol: float = 0.0, bounds: tuple[float, float] | None = None) -> bool:
         """Whether ``figure * factor`` shows as this number at the digits it is shown with, give or take the
-        figure's tolerance ``tol`` (in the figure's unit); for a range, whether ``figure ± tol`` lies inside it."""
+        figure's tolerance ``tol`` (in the figure's unit); for a range, whether ``figure ± tol`` lies inside it.
+        ``bounds`` are the values the figure can take at all (a percentage's 0 and 100): ``figure ± tol`` is
+        cut to them, so 99.2% ± 1 is within 98–100."""
         scaled, spread = figure * self.factor, tol * abs(self.factor)
         if not math.isfinite(scaled):
             return False
         if self.low is not None:
             low, high = self._number(self.low), self.value()
             slack = EPS * max(abs(low), abs(high), abs(scaled))
-            return low - slack <= scaled - spread and scaled + spread <= high + slack
+            lo, hi = scaled - spread, scaled + spread
+            if bounds is not None:
+                edge = sorted(b * self.factor for b in bounds)
+                lo, hi = max(lo, edge[0]), min(hi, edge[1])
+            return low - slack <= lo and hi <= high + slack
         return abs(scaled - self.value()) <= 0.5 * self.step() * (1 + EPS) + spread + EPS * abs(scaled)
 
     def too_precise(self, tol: float) -> bool:
@@ -154,15 +160,29 @@ def tolerances(figures: dict[str, dict]) -> dict[str, float]:
     return {k: math.inf if v.get("varies") else float(v.get("tol") or 0.0) for k, v in figures.items()}
 
 
+# the values a figure of a unit can take at all
+UNIT_BOUNDS = {"%": (0.0, 100.0)}
+
+
+def bounds(figures: dict[str, dict]) -> dict[str, tuple[float, float]]:
+    """``{key: (lowest, highest)}`` of snapshot-style rows whose unit bounds them (:data:`UNIT_BOUNDS`)."""
+    return {k: UNIT_BOUNDS[v["unit"]] for k, v in figures.items() if v.get("unit") in UNIT_BOUNDS}
+
+
 def disagreements(
-    figures: dict[str, float], lesson: str | None = None, tols: dict[str, float] | None = None, fresh: bool = False
+    figures: dict[str, float],
+    lesson: str | None = None,
+    tols: dict[str, float] | None = None,
+    fresh: bool = False,
+    limits: dict[str, tuple[float, float]] | None = None,
 ) -> list[str]:
     """Quoted numbers that ``figures`` (``{key: value}``) contradict, each figure allowed its tolerance
     (``tols``, ``{key: tol}``; 0 where missing); with ``lesson``, only that lesson's keys that ``figures``
     holds are checked. ``fresh=True`` checks a new run's values, which may sit anywhere within the tolerance
     of the snapshot's: a range then only has to hold the value itself (the snapshot check holds it to
-    value ± tol, which covers every machine's value)."""
-    tols = tols or {}
+    value ± tol, which covers every machine's value). ``limits`` (``{key: (lowest, highest)}``, see
+    :func:`bounds`) cut ``value ± tol`` to what the figure can be."""
+    tols, limits = tols or {}, limits or {}
     out = []
     for path in notes():
         for q in quotes(path):
@@ -171,7 +191,7 @@ def disagreements(
                     out.append(f"{q.file}:{q.line}: {q.text()} quotes {q.key!r}, which no notebook records")
                 continue
             tol = tols.get(q.key, 0.0)
-            if not q.agrees(figures[q.key], 0.0 if fresh and q.low is not None else tol):
+            if not q.agrees(figures[q.key], 0.0 if fresh and q.low is not None else tol, limits.get(q.key)):
                 value = figures[q.key] * q.factor
                 out.append(
                     f"{q.file}:{q.line}: {q.text()} quotes {q.key!r} = {value!r}"

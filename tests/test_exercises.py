@@ -6,10 +6,12 @@ the reference on every salt and use no finished object; every plausible mistake 
 every salt. This is the comparison ``make grade`` and the notebook's hidden check make
 (:func:`qlora_grading.probe_values`, :func:`qlora_grading.wire.differences`), run here in-process; the
 sandboxed path is ``tests/test_grading.py``'s. The fast lane tries a few salts, the slow lane
-``SALTS_SLOW``; each salt draws new shapes, scales and data.
+``SALTS_SLOW`` (``QLORA_COURSE_SALTS``, 20 by default); each salt draws new shapes, scales and data.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from conftest import LESSONS
@@ -20,7 +22,9 @@ from qlora_grading import hidden_problems, probe_values
 from qlora_grading.wire import differences
 
 SALTS_FAST = 6
-SALTS_SLOW = 50
+# the slow lane of `make test`; when an exercise is added or changed, try many more:
+#   QLORA_COURSE_SALTS=50 .venv/bin/python -m pytest -m slow tests/test_exercises.py
+SALTS_SLOW = int(os.environ.get("QLORA_COURSE_SALTS", "20"))
 
 CASES = [(lesson, ex.name) for lesson in LESSONS for ex in exercises.exercises(lesson)]
 

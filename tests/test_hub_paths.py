@@ -354,6 +354,12 @@ def test_stored_method_comparison_matches_the_course_settings():
     for name in ("QLoRA", "LoRA", "full fine-tuning", "QDoRA"):
         rows = [r for r in stored["runs"] if r["method"] == name]
         assert len(rows) == 3 and all(0 <= r["seen"] <= 1 and 0 <= r["unseen"] <= 1 for r in rows)
+    # full fine-tuning trains at the best rate of the stored sweep (validation split), tried around it
+    sweep = stored["full_lr_sweep"]
+    best = max(sweep, key=lambda row: (row["validation_exact_match"], -row["validation_loss"]))
+    assert settings.full_learning_rate == best["full_learning_rate"]
+    rates = sorted(row["full_learning_rate"] for row in sweep)
+    assert rates[0] < settings.full_learning_rate < rates[-1], "the best rate is at the sweep's edge: widen it"
 
 
 def test_hub_profiles_are_not_offline():
@@ -399,3 +405,32 @@ def test_lesson5_runs_end_to_end_on_hub_standins(hub, kind, tmp_path, monkeypatc
     assert not fails, fails
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "'truncated': " in printed and "reused for padding" in printed
+
+
+def test_a_bfloat16_full_fine_tune_keeps_float32_moments():
+    """Every lesson-5 run trains with ``paged_adamw_32bit``: two float32 moments per trainable element,
+    whatever the parameters' dtype. gpu-8b's full fine-tune in bfloat16 therefore needs 8 bytes of state per
+    weight (an 8B model: about 64 GB of state alone, beyond 80 GB in all), not torch AdamW's 4."""
+    big = profile_config("gpu-8b")
+    eight = training_settings("gpu-8b", {})
+    params = llama.llama_param_counts(big)["total"]
+    full = estimate_method(big, "full fine-tuning", eight, torch.bfloat16)
+    assert full.optimizer_state == 8 * params
+    assert full.weights == full.gradients == 2 * params
+    assert not estimator.check_fit(full.total, "cuda", available=80e9)
+    for name in ("QLoRA", "LoRA"):
+        est = estimate_method(big, name, eight, torch.bfloat16)
+        assert est.optimizer_state == 8 * (est.lora_weights // 4)  # float32 adapters: 4 bytes per element
+
+
+def test_llama_sizes_have_the_published_parameter_counts():
+    """The LLaMA shapes lesson 5 sizes against a T4 give the parameter counts of the released checkpoints
+    (7B: 6,738,415,616; 13B: 13,015,864,320; 30B: 32,528,943,616; 65B: 65,285,660,672)."""
+    from qlora_course.profiles import LLAMA_SIZES, hub_config
+
+    published = {"7b": 6_738_415_616, "13b": 13_015_864_320, "30b": 32_528_943_616, "65b": 65_285_660_672}
+    assert {m.rsplit("-", 1)[1] for m in LLAMA_SIZES} == set(published)
+    for size, count in published.items():
+        assert llama.llama_param_counts(hub_config(f"huggyllama/llama-{size}"))["total"] == count
+    with pytest.raises(ValueError, match="no stored shape"):
+        hub_config("huggyllama/llama-3b")

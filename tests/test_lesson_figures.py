@@ -18,7 +18,7 @@ def test_every_measured_number_in_the_notes_is_tagged():
 
 def test_quoted_numbers_agree_with_the_recorded_figures():
     snap = lf.snapshot()
-    wrong = lf.disagreements({k: v["value"] for k, v in snap.items()}, tols=lf.tolerances(snap))
+    wrong = lf.disagreements({k: v["value"] for k, v in snap.items()}, tols=lf.tolerances(snap), limits=lf.bounds(snap))
     assert not wrong, "lessons/ disagrees with lessons/figures.json (the last `make course`):\n" + "\n".join(wrong)
 
 
@@ -152,3 +152,12 @@ def test_a_fresh_run_reproduces_the_snapshot_within_the_tolerance():
     assert [d.split(" ")[0] for d in lf.not_reproduced(bad, snap, "05")] == ["acc", "bytes"]
     (changed,) = lf.not_reproduced([row("acc", 93.0, 3.0)], snap, "05")
     assert "tolerance of ±3, the snapshot ±2.0" in changed
+
+
+def test_a_percentage_near_100_is_quoted_up_to_100():
+    """A share's tolerance cannot take it past 100% (or below 0): 99.2% ± 1 is within 98–100, not 98.2–100.2."""
+    q = lf.Quote("x.md", 1, "100", "acc", 1.0, "98")
+    assert q.agrees(99.2, tol=1.0, bounds=(0.0, 100.0)) and not q.agrees(99.2, tol=1.0)
+    assert not q.agrees(97.5, tol=1.0, bounds=(0.0, 100.0))  # 96.5 is below the range
+    snap = {"acc": {"value": 99.2, "tol": 1.0, "unit": "%"}, "mb": {"value": 3.0, "unit": "MB"}}
+    assert lf.bounds(snap) == {"acc": (0.0, 100.0)}

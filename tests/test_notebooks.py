@@ -112,7 +112,8 @@ def _check_figures(lesson: str, report, problems: list[str]) -> None:
         problems.append(f"the snapshot has figures this run did not record: {missing}")
     problems += [f"fresh run: {d}" for d in lesson_figures.not_reproduced(rows, snap, lesson[:2])]
     tols = lesson_figures.tolerances({r["key"]: r for r in rows})
-    problems += [f"fresh run: {d}" for d in lesson_figures.disagreements(live, lesson[:2], tols, fresh=True)]
+    limits = lesson_figures.bounds({r["key"]: r for r in rows})
+    problems += [f"fresh run: {d}" for d in lesson_figures.disagreements(live, lesson[:2], tols, True, limits)]
 
 
 def _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems) -> None:

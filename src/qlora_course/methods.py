@@ -10,7 +10,8 @@ recipe with one thing changed at a time, for several seeds, which is what this m
 - :func:`qlora_course.loading.load_base` loads the base for a method: 4-bit NF4 with double
   quantization, or 16/32-bit;
 - :func:`estimate_method` asks lesson 4's estimator (through :func:`estimate_run`) how much memory a run
-  needs, so that a run that cannot fit the device is skipped with the reason instead of crashing;
+  needs, so that a run that cannot fit the device is skipped with the reason instead of crashing, and
+  :func:`method_fits_gpu` adds what a CUDA run needs beyond it;
 - :func:`run_method` builds, trains and evaluates one method for one seed and frees what it loaded.
 
 Every run keeps its adapters in float32 (:func:`qlora_course.finetune.cast_trainable`): TRL would make a
@@ -27,7 +28,7 @@ import warnings
 
 import torch
 
-from .estimator import MemoryEstimate, TrainingSetup, estimate_training_memory
+from .estimator import MemoryEstimate, TrainingSetup, check_fit, estimate_training_memory
 from .evaluation import completion_loss, exact_match
 from .finetune import cast_trainable, training_precision
 from .llama import LLAMA_LINEAR, llama_linear_shapes
@@ -39,10 +40,15 @@ __all__ = [
     "checkpointing_args",
     "enable_checkpointing",
     "training_args",
+    "RUN_OPTIMIZER",
+    "run_setup",
     "estimate_run",
+    "method_fits_gpu",
     "estimate_method",
     "evaluate_task",
     "run_method",
+    "build_method",
+    "measure_step",
     "release_memory",
 ]
 
@@ -53,6 +59,9 @@ COMPARED_METHODS = {
     "full fine-tuning": ("full", False),
     "QDoRA": ("qlora", True),
 }
+
+# The optimizer of every lesson-5 run: (TRL/transformers' ``optim`` name, the estimator's name for its state)
+RUN_OPTIMIZER = ("paged_adamw_32bit", "adamw32bit")
 
 
 def _compared(name: str) -> tuple[str, bool]:
@@ -117,7 +126,7 @@ def training_args(
         lr_scheduler_type="constant_with_warmup",
         warmup_steps=max(1, round(0.03 * steps)),
         max_grad_norm=0.3,
-        optim="paged_adamw_32bit",
+        optim=RUN_OPTIMIZER[0],
         max_length=settings.max_length,
         completion_only_loss=True,
         logging_steps=5,
@@ -135,7 +144,7 @@ def training_args(
     return SFTConfig(**kwargs)
 
 
-def estimate_run(
+def run_setup(
     config,
     method: str,
     settings: TrainingSettings,
@@ -145,15 +154,15 @@ def estimate_run(
     batch_size: int | None = None,
     seq_len: int | None = None,
     gradient_checkpointing: bool = True,
-    use_dora: bool = False,
-) -> MemoryEstimate:
-    """The estimate for one of lesson 5's runs: ``method`` in ``{"qlora", "lora", "full"}`` with a profile's
-    ``settings`` (``r``, ``lora_dropout``, ``batch_size``, ``max_length``), every sequence at ``max_length``
-    (the worst case), 32-bit AdamW state (the size of ``paged_adamw_32bit``'s) and float32 adapters.
-    ``load_dtype`` is the dtype the base is loaded in (default ``compute_dtype``; full fine-tuning under
-    float16 mixed precision loads float32). DoRA adds a float32 magnitude vector per adapted layer, trained
-    like the adapters (a gradient and two AdamW moments)."""
-    setup = TrainingSetup(
+) -> TrainingSetup:
+    """The estimator's :class:`~qlora_course.estimator.TrainingSetup` of one of lesson 5's runs: ``method``
+    in ``{"qlora", "lora", "full"}`` with a profile's ``settings`` (``r``, ``lora_dropout``, ``batch_size``,
+    ``max_length``), every sequence at ``max_length`` (the worst case), the optimizer every run uses
+    (``paged_adamw_32bit``: two float32 moments per trainable element, whatever the parameter's dtype, so a
+    bfloat16 full fine-tune keeps 8 bytes of state per weight, not 4) and float32 adapters. ``load_dtype``
+    is the dtype the base is loaded in (default ``compute_dtype``; full fine-tuning under float16 mixed
+    precision loads float32)."""
+    return TrainingSetup(
         method,
         batch_size or settings.batch_size,
         seq_len or settings.max_length,
@@ -163,8 +172,15 @@ def estimate_run(
         lora_dtype=torch.float32,
         lora_dropout=settings.lora_dropout if method != "full" else 0.0,
         gradient_checkpointing=gradient_checkpointing,
+        optimizer=RUN_OPTIMIZER[1],
     )
-    est = estimate_training_memory(config, setup)
+
+
+def estimate_run(config, method: str, settings: TrainingSettings, compute_dtype, *, use_dora: bool = False, **setup):
+    """The estimate for one of lesson 5's runs (:func:`run_setup` says which; ``setup`` takes its keyword
+    arguments). DoRA adds a float32 magnitude vector per adapted layer, trained like the adapters (a
+    gradient and two AdamW moments)."""
+    est = estimate_training_memory(config, run_setup(config, method, settings, compute_dtype, **setup))
     if not use_dora or method == "full":
         return est
     shapes = llama_linear_shapes(config)
@@ -177,22 +193,44 @@ def estimate_run(
     )
 
 
+def _method_setup(name: str, compute_dtype) -> tuple[str, bool, dict]:
+    method, dora = _compared(name)
+    return method, dora, {"load_dtype": training_precision(method, compute_dtype)["load_dtype"]}
+
+
 def estimate_method(
     config, name: str, settings: TrainingSettings, compute_dtype, gradient_checkpointing: bool = True
 ) -> MemoryEstimate:
     """Lesson 4's estimate for one run of method ``name`` (a key of :data:`COMPARED_METHODS`) with a
-    profile's ``settings``, loaded as :func:`qlora_course.loading.load_base` loads it."""
-    method, dora = _compared(name)
-    load = training_precision(method, compute_dtype)["load_dtype"]
+    profile's ``settings``, loaded as :func:`qlora_course.loading.load_base` loads it: the bytes alive
+    when the forward pass ends (what the CPU meter checks)."""
+    method, dora, load = _method_setup(name, compute_dtype)
     return estimate_run(
-        config,
-        method,
-        settings,
-        compute_dtype,
-        load_dtype=load,
-        gradient_checkpointing=gradient_checkpointing,
-        use_dora=dora,
+        config, method, settings, compute_dtype, use_dora=dora, gradient_checkpointing=gradient_checkpointing, **load
     )
+
+
+def method_fits_gpu(
+    config,
+    name: str,
+    settings: TrainingSettings,
+    compute_dtype,
+    available: float,
+    gradient_checkpointing: bool = True,
+    **setup,
+):
+    """Does method ``name`` fit a GPU with ``available`` bytes? :func:`estimate_method`'s estimate plus what a
+    CUDA run adds at its peak (:func:`qlora_course.estimator.gpu_terms`: the backward's transients, the CUDA
+    context, the allocator's reserve, bitsandbytes' dequantization buffer), through
+    :func:`~qlora_course.estimator.check_fit`. ``setup`` overrides ``batch_size``/``seq_len``. Returns the
+    :class:`~qlora_course.estimator.FitDecision` (its ``needed`` includes the GPU terms)."""
+    from .estimator import gpu_terms
+
+    method, dora, load = _method_setup(name, compute_dtype)
+    kwargs = dict(load, gradient_checkpointing=gradient_checkpointing, **setup)
+    est = estimate_run(config, method, settings, compute_dtype, use_dora=dora, **kwargs)
+    terms = gpu_terms(config, run_setup(config, method, settings, compute_dtype, **kwargs))
+    return check_fit(est.total, "cuda", available=available, what=name, terms=terms)
 
 
 def evaluate_task(model, tokenizer, data, settings: TrainingSettings) -> dict:
@@ -218,29 +256,20 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def run_method(
+def build_method(
     name: str,
     *,
     model_path: str,
     tokenizer,
-    data,
     settings: TrainingSettings,
     targets: list[str],
     compute_dtype,
-    device: str,
     device_map,
-    output_dir: str,
     seed: int = 0,
-    step_peak=None,
-) -> dict:
-    """Build, train and evaluate method ``name`` (a key of :data:`COMPARED_METHODS`) for one ``seed``.
-
-    Returns ``{"seen", "unseen", "loss", "trainable", "seconds", "curve", "peak"}``; ``peak`` is
-    ``step_peak(model)`` (bytes of one training step) if given. Everything the run loaded is freed
-    before it returns.
-    """
+):
+    """The model method ``name`` (a key of :data:`COMPARED_METHODS`) trains, before training: its base
+    (4-bit for QLoRA and QDoRA), prepared as the run prepares it, with its adapters (seeded by ``seed``)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from trl import SFTTrainer
 
     method, dora = _compared(name)
     checkpointing = settings.gradient_checkpointing
@@ -265,6 +294,55 @@ def run_method(
                 task_type="CAUSAL_LM",
             ),
         )
+    return model
+
+
+def measure_step(name: str, step_peak, step_time, **build) -> tuple[float, float]:
+    """``(peak bytes, seconds)`` of one training step of method ``name``'s model, untrained (its adapters
+    cast to float32 as every run keeps them): ``step_peak(model)`` and ``step_time(model)``. Training
+    changes no tensor's size, so the peak equals a trained model's."""
+    model = build_method(name, **build)
+    cast_trainable(model)
+    result = step_peak(model), step_time(model)
+    del model
+    release_memory()
+    return result
+
+
+def run_method(
+    name: str,
+    *,
+    model_path: str,
+    tokenizer,
+    data,
+    settings: TrainingSettings,
+    targets: list[str],
+    compute_dtype,
+    device: str,
+    device_map,
+    output_dir: str,
+    seed: int = 0,
+    step_peak=None,
+) -> dict:
+    """Build, train and evaluate method ``name`` (a key of :data:`COMPARED_METHODS`) for one ``seed``.
+
+    Returns ``{"seen", "unseen", "loss", "trainable", "seconds", "curve", "peak"}``; ``peak`` is
+    ``step_peak(model)`` (bytes of one training step) if given. Everything the run loaded is freed
+    before it returns.
+    """
+    from trl import SFTTrainer
+
+    method, _ = _compared(name)
+    model = build_method(
+        name,
+        model_path=model_path,
+        tokenizer=tokenizer,
+        settings=settings,
+        targets=targets,
+        compute_dtype=compute_dtype,
+        device_map=device_map,
+        seed=seed,
+    )
     trainer = SFTTrainer(
         model=model,
         args=training_args(

@@ -32,6 +32,8 @@ __all__ = [
     "resolve_profile",
     "is_hub_id",
     "HUB_SHAPES",
+    "LLAMA_SIZES",
+    "hub_config",
     "profile_config",
 ]
 
@@ -116,6 +118,38 @@ HUB_SHAPES = {
         tie_word_embeddings=False,
     ),
 }
+
+# The original LLaMA sizes the QLoRA paper fine-tunes (7B to 65B; "30B" is 33B parameters), from the
+# config.json of their hub copies: what lesson 5 sizes against a T4 and a 24 GB GPU. Not profiles.
+LLAMA_SIZES = {
+    f"huggyllama/llama-{size}": dict(
+        vocab_size=32000,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+    )
+    for size, hidden, inter, layers, heads in (
+        ("7b", 4096, 11008, 32, 32),
+        ("13b", 5120, 13824, 40, 40),
+        ("30b", 6656, 17920, 60, 52),
+        ("65b", 8192, 22016, 80, 64),
+    )
+}
+
+
+def hub_config(model: str):
+    """A ``LlamaConfig`` of the architecture of ``model``, a key of :data:`HUB_SHAPES` or
+    :data:`LLAMA_SIZES`, built without network (no weights)."""
+    from transformers import LlamaConfig
+
+    shapes = HUB_SHAPES | LLAMA_SIZES
+    if model not in shapes:
+        raise ValueError(f"no stored shape for {model!r}; known: {sorted(shapes)}")
+    return LlamaConfig(**shapes[model])
 
 
 def profile_config(profile: Profile | str | None = None):

@@ -140,6 +140,111 @@ def _merge_adapter_16bit_reference(model, adapter_dir, scaling):
     return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
 
 
+def _training_settings(g):
+    """A profile's settings with every value the two config exercises use drawn anew."""
+    import dataclasses
+
+    from ..settings import training_settings
+
+    r = choice(g, [2, 4, 8, 16, 64])
+    return dataclasses.replace(
+        training_settings("course-tiny", {}),
+        r=r,
+        lora_alpha=choice(g, [2 * r, 3 * r, max(1, r // 4)]),  # never r: a swapped r and alpha shows
+        lora_dropout=choice(g, [0.0, 0.05, 0.1]),
+        learning_rate=choice(g, [1e-4, 2e-4, 1e-3, 2e-3]),
+        max_steps=ints(g, 10, 2000),
+        batch_size=choice(g, [1, 2, 4, 16]),
+        grad_accum=choice(g, [1, 2, 4, 16]),
+        max_length=choice(g, [128, 512, 1024, 2048]),
+    )
+
+
+def _qlora_lora_config(answer, g):
+    from peft import LoraConfig, get_peft_model
+
+    settings = _training_settings(g)
+    config = answer(settings)
+    out = {"a LoraConfig": isinstance(config, LoraConfig)}
+    if not out["a LoraConfig"]:
+        return out
+    model = get_peft_model(tiny_llama(g), copy.deepcopy(config))
+    adapted = sorted(
+        {n.split(".lora_A.")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if ".lora_A." in n}
+    )
+    layer = model.base_model.model.model.layers[0].self_attn.v_proj
+    return out | {
+        "adapted layers": adapted,
+        "r": config.r,
+        "scale alpha / r": layer.scaling["default"] if hasattr(layer, "scaling") else None,
+        "dropout": config.lora_dropout,
+        "bias": config.bias,
+        "a causal-LM model": type(model).__name__,
+    }
+
+
+def _qlora_lora_config_reference(settings):
+    """The recipe's adapters: every linear layer but the output layer (PEFT's ``"all-linear"``)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+# what the course's own runs add to the recipe's SFTConfig (a probe passes them as **course)
+def _course_fields(g):
+    return dict(seed=ints(g, 0, 1000), logging_steps=ints(g, 1, 20), save_strategy="no", report_to="none", use_cpu=True)
+
+
+def _qlora_sft_config(answer, g):
+    from trl import SFTConfig
+
+    settings, out = _training_settings(g), {}
+    for dt in (torch.float16, torch.bfloat16, torch.float32):
+        course = _course_fields(g)
+        folder = tempfile.mkdtemp(prefix="probe-sft-")
+        c = answer(folder, settings, dt, **course)
+        name = str(dt).removeprefix("torch.")
+        out[f"{name}: an SFTConfig"] = isinstance(c, SFTConfig)
+        if not isinstance(c, SFTConfig):
+            continue
+        warmup = c.get_warmup_steps(c.max_steps)
+        row = {f: getattr(c, f) for f in SFT_FIELDS} | {
+            "optim": str(getattr(c.optim, "value", c.optim)),
+            "lr_scheduler_type": str(getattr(c.lr_scheduler_type, "value", c.lr_scheduler_type)),
+            "warmup: 3% of the steps (at least 1)": warmup >= 1 and abs(warmup - 0.03 * c.max_steps) < 1,
+            "output_dir": c.output_dir == folder,
+            "the course's fields passed on": all(getattr(c, k) == v for k, v in course.items() if k != "report_to"),
+        }
+        out |= {f"{name}: {k}": v for k, v in row.items()}
+    return out
+
+
+SFT_FIELDS = (
+    "max_steps",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "completion_only_loss",
+    "max_grad_norm",
+    "fp16",
+    "bf16",
+)
+
+
+def _qlora_sft_config_reference(output_dir, settings, compute_dtype, **course):
+    """The recipe's trainer settings, as ``qlora_course.methods.training_args`` writes them for QLoRA."""
+    from ..methods import training_args
+
+    return training_args(settings, output_dir, "qlora", compute_dtype, "cpu", gradient_checkpointing=False, **course)
+
+
 EXERCISES = [
     Exercise(
         "completion_only_example",
@@ -315,6 +420,122 @@ def lora_target_modules(model):
             names.add(name.split('.')[-1])
     names.discard('lm_head')
     return sorted(names)
+""",
+        ),
+    ),
+    Exercise(
+        "qlora_lora_config",
+        points=2,
+        probe=_qlora_lora_config,
+        reference=_qlora_lora_config_reference,
+        parts={
+            "the adapted layers": (1, r"adapted layers|a LoraConfig"),
+            "rank, scale, dropout, task": (1, r"r$|scale|dropout|bias|causal"),
+        },
+        wrong=(
+            # PEFT's default for Llama: q_proj and v_proj only (the LoRA paper's choice, not QLoRA's)
+            """
+def qlora_lora_config(settings):
+    return LoraConfig(r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, task_type='CAUSAL_LM')
+""",
+            # r and alpha swapped: the scale becomes r / alpha
+            """
+def qlora_lora_config(settings):
+    return LoraConfig(r=settings.lora_alpha, lora_alpha=settings.r, lora_dropout=settings.lora_dropout, target_modules='all-linear', task_type='CAUSAL_LM')
+""",
+            # every linear layer, lm_head included
+            """
+def qlora_lora_config(settings):
+    names = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'lm_head']
+    return LoraConfig(r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, target_modules=names, task_type='CAUSAL_LM')
+""",
+            # no task type: a bare PeftModel, which neither SFTTrainer's generation nor saving treats as a causal LM
+            """
+def qlora_lora_config(settings):
+    return LoraConfig(r=settings.r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, target_modules='all-linear')
+""",
+        ),
+        alternatives=(
+            # the layer names written out (what Exercise lora_target_modules finds for a Llama)
+            """
+def qlora_lora_config(settings):
+    names = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
+    return LoraConfig(task_type='CAUSAL_LM', target_modules=names, r=settings.r,
+                      lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout, bias='none')
+""",
+        ),
+    ),
+    Exercise(
+        "qlora_sft_config",
+        points=3,
+        probe=_qlora_sft_config,
+        reference=_qlora_sft_config_reference,
+        finished=("qlora_course.methods.training_args",),
+        parts={
+            "the run's size and loss": (
+                1,
+                r"max_steps|learning_rate|per_device|gradient_accum|max_length|completion_only|output_dir|course|an SFTConfig",
+            ),
+            "optimizer, schedule, clipping": (1, r"optim$|lr_scheduler|warmup|max_grad_norm"),
+            "precision for the device": (1, r"fp16|bf16"),
+        },
+        wrong=(
+            # the default optimizer: AdamW without paging
+            """
+def qlora_sft_config(output_dir, settings, compute_dtype, **course):
+    return SFTConfig(output_dir=output_dir, max_steps=settings.max_steps, learning_rate=settings.learning_rate,
+                     per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
+                     max_length=settings.max_length, completion_only_loss=True, lr_scheduler_type='constant_with_warmup',
+                     warmup_steps=max(1, round(0.03 * settings.max_steps)), max_grad_norm=0.3,
+                     fp16=compute_dtype == torch.float16, bf16=compute_dtype == torch.bfloat16, **course)
+""",
+            # bf16 everywhere: a T4 (float16) has no bfloat16
+            """
+def qlora_sft_config(output_dir, settings, compute_dtype, **course):
+    return SFTConfig(output_dir=output_dir, max_steps=settings.max_steps, learning_rate=settings.learning_rate,
+                     per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
+                     max_length=settings.max_length, completion_only_loss=True, optim='paged_adamw_32bit',
+                     lr_scheduler_type='constant_with_warmup', warmup_steps=max(1, round(0.03 * settings.max_steps)),
+                     max_grad_norm=0.3, bf16=True, **course)
+""",
+            # the trainer's default schedule (linear decay) and clipping (1.0)
+            """
+def qlora_sft_config(output_dir, settings, compute_dtype, **course):
+    return SFTConfig(output_dir=output_dir, max_steps=settings.max_steps, learning_rate=settings.learning_rate,
+                     per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
+                     max_length=settings.max_length, completion_only_loss=True, optim='paged_adamw_32bit',
+                     fp16=compute_dtype == torch.float16, bf16=compute_dtype == torch.bfloat16, **course)
+""",
+            # completion_only_loss left to TRL's default, and the course's fields dropped
+            """
+def qlora_sft_config(output_dir, settings, compute_dtype, **course):
+    return SFTConfig(output_dir=output_dir, max_steps=settings.max_steps, learning_rate=settings.learning_rate,
+                     per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
+                     max_length=settings.max_length, optim='paged_adamw_32bit', lr_scheduler_type='constant_with_warmup',
+                     warmup_steps=max(1, round(0.03 * settings.max_steps)), max_grad_norm=0.3,
+                     fp16=compute_dtype == torch.float16, bf16=compute_dtype == torch.bfloat16)
+""",
+        ),
+        alternatives=(
+            # warmup as a ratio (transformers reads warmup_steps < 1 as a fraction of the steps)
+            """
+def qlora_sft_config(output_dir, settings, compute_dtype, **course):
+    kwargs = dict(output_dir=output_dir, max_steps=settings.max_steps, learning_rate=settings.learning_rate,
+                  per_device_train_batch_size=settings.batch_size, gradient_accumulation_steps=settings.grad_accum,
+                  max_length=settings.max_length, completion_only_loss=True, optim='paged_adamw_32bit',
+                  lr_scheduler_type='constant_with_warmup', warmup_steps=0.03, max_grad_norm=0.3)
+    kwargs['fp16'] = compute_dtype is torch.float16
+    kwargs['bf16'] = compute_dtype is torch.bfloat16
+    kwargs.update(course)
+    return SFTConfig(**kwargs)
+""",
+        ),
+        cheats=(
+            # the package's builder
+            """
+def qlora_sft_config(output_dir, settings, compute_dtype, **course):
+    from qlora_course.methods import training_args
+    return training_args(settings, output_dir, 'qlora', compute_dtype, 'cpu', gradient_checkpointing=False, **course)
 """,
         ),
     ),

@@ -264,11 +264,18 @@ def test_saved_tensor_bytes_excludes_parameters():
 MIB = 1024 * 1024
 
 
-def _spike(paged, prefetch=True):
+def _spike(paged, prefetch=True, empty_cache=False):
     trace = training_trace(
         steps=4, weights=400 * MIB, optimizer_state=300 * MIB, activations=200 * MIB, spike_step=2, spike_factor=2.5
     )
-    sim = PagingSimulator(budget_bytes=1000 * MIB, page_bytes=2 * MIB, bandwidth=25e9, paged=paged, prefetch=prefetch)
+    sim = PagingSimulator(
+        budget_bytes=1000 * MIB,
+        page_bytes=2 * MIB,
+        bandwidth=25e9,
+        paged=paged,
+        prefetch=prefetch,
+        empty_cache=empty_cache,
+    )
     return sim.run(trace, weights=400 * MIB, optimizer_state=300 * MIB)
 
 
@@ -279,20 +286,38 @@ def test_spike_is_out_of_memory_without_paging():
 
 
 def test_paging_gets_through_the_spike_and_says_what_it_cost():
-    r = _spike(paged=True)
+    # with the cache emptied after each step, the spike costs one round trip: it needs 900 MiB, leaving room
+    # for 50 of the 150 state pages; 100 pages go out and come back at the update
+    r = _spike(paged=True, empty_cache=True)
     assert not r.oom and r.peak_device <= 1000 * MIB
-    # the spike needs 900 MiB, leaving room for 50 of the 150 state pages: 100 pages go out and come back
     assert r.bytes_to_host == r.bytes_to_device == 100 * 2 * MIB
     assert r.transfer_seconds == pytest.approx(r.bytes_moved / 25e9)
+    assert r.reserved == [600 * MIB, 400 * MIB, 600 * MIB, 400 * MIB, 900 * MIB, 400 * MIB, 600 * MIB, 400 * MIB]
     quiet = PagingSimulator(1000 * MIB).run(training_trace(4, 400 * MIB, 300 * MIB, 200 * MIB), 400 * MIB, 300 * MIB)
     assert quiet.bytes_moved == 0 and quiet.transfer_seconds == 0
 
 
+def test_pytorch_keeps_the_spikes_memory_so_evicted_pages_stream_every_update():
+    """PyTorch's caching allocator does not give the spike's activations back to the driver: the pool stays
+    at 900 MiB, the 100 evicted pages never find room again, and every later update streams them in and
+    out. Only emptying the cache ends it."""
+    kept, emptied = _spike(paged=True), _spike(paged=True, empty_cache=True)
+    assert not kept.oom and kept.peak_device <= 1000 * MIB
+    assert kept.reserved[4:] == [900 * MIB] * 4 and max(kept.reserved[:4]) == 600 * MIB  # never shrinks
+    # evicted at the spike (100 pages), then at each of the two later updates 100 pages in and out
+    assert kept.bytes_to_host == 300 * 2 * MIB and kept.bytes_to_device == 200 * 2 * MIB
+    per_update = 2 * 100 * 2 * MIB / 25e9
+    assert kept.seconds_per_event[5] == pytest.approx(per_update) == kept.seconds_per_event[7]
+    assert emptied.seconds_per_event[7] == 0 and kept.transfer_seconds > emptied.transfer_seconds
+    assert kept.paged_resident[-1] == 50 * 2 * MIB and emptied.paged_resident[-1] == 300 * MIB
+
+
 def test_page_faults_cost_more_than_prefetch():
-    pre, faulting = _spike(paged=True), _spike(paged=True, prefetch=False)
-    assert pre.page_faults == 0 and faulting.page_faults == 100
-    assert faulting.bytes_moved == pre.bytes_moved
-    assert faulting.transfer_seconds > pre.transfer_seconds
+    for empty_cache, faults in ((True, 100), (False, 200)):  # without emptying, every later update faults again
+        pre, faulting = _spike(True, True, empty_cache), _spike(True, False, empty_cache)
+        assert pre.page_faults == 0 and faulting.page_faults == faults
+        assert faulting.bytes_moved == pre.bytes_moved
+        assert faulting.transfer_seconds > pre.transfer_seconds
 
 
 def test_paging_cannot_help_when_activations_alone_do_not_fit():
@@ -358,6 +383,7 @@ def test_estimator_rejects_a_config_that_is_not_a_llama():
         (dict(budget_bytes=0), "at least one page"),
         (dict(budget_bytes=10 * MIB, page_bytes=0), "page_bytes must be a positive integer"),
         (dict(budget_bytes=10 * MIB, bandwidth=0), "bandwidth"),
+        (dict(budget_bytes=10 * MIB, empty_cache=1), "empty_cache must be True or False"),
     ],
 )
 def test_simulator_rejects_bad_input(kwargs, match):
@@ -424,3 +450,31 @@ def test_one_check_of_llama_targets_everywhere():
     assert shapes["k_proj"] == (768, 4 * 64) and set(shapes) == set(llama.LLAMA_LINEAR)
     assert sum(llama.parameter_tensor_sizes(cfg)) == llama.llama_param_counts(cfg)["total"]
     assert llama.llama_param_counts(cfg)["total"] == sum(p.numel() for p in LlamaForCausalLM(cfg).parameters())
+
+
+def test_a_trace_counts_what_a_gpu_adds():
+    """With the GPU terms, the CUDA context joins what never pages and the rest (the backward's transients,
+    the allocator's reserve) the step's activations: a spike that paging rescues by the estimate alone runs
+    out of memory on the GPU budget."""
+    from qlora_course.estimator import CONTEXT_TERM, gpu_terms
+
+    cfg = LlamaConfig(
+        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32
+    )
+    setup = TrainingSetup("qlora", 1, 512, lora_r=64, optimizer="adamw32bit", gradient_checkpointing=True)
+    long = setup.replace(seq_len=8192)
+    steady, spike = estimate_training_memory(cfg, setup), estimate_training_memory(cfg, long)
+    terms, spike_terms = gpu_terms(cfg, setup), gpu_terms(cfg, long)
+    trace, resident, state = trace_from_estimates(steady, spike, steady_terms=terms, spike_terms=spike_terms)
+    plain_trace, plain_resident, _ = trace_from_estimates(steady, spike)
+    context = next(t.bytes for t in terms if t.name == CONTEXT_TERM)
+    assert resident == plain_resident + int(context)
+    assert trace[0][1] == int(steady.activations + sum(t.bytes for t in terms if t.name != CONTEXT_TERM))
+    assert trace[6][1] > plain_trace[6][1]  # the spike (step 3) carries its own, larger terms
+    budget = int(spike.total + state * 0.5)  # the estimate alone: fits even unpaged
+    assert not PagingSimulator(budget, paged=False).run(plain_trace, plain_resident, state).oom
+    assert PagingSimulator(budget, paged=True).run(trace, resident, state).oom
+    with pytest.raises(TypeError, match="GpuTerm"):
+        trace_from_estimates(steady, spike, steady_terms=[1.0])
+    with pytest.raises(ValueError, match="same CUDA context"):
+        trace_from_estimates(steady, spike, steady_terms=terms, spike_terms=gpu_terms(cfg, long, context_bytes=0.3e9))

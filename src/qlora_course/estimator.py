@@ -20,13 +20,20 @@ is not a rule of thumb: :func:`activation_items` lists, for one decoder layer, e
 PyTorch's autograd saves (read from the saved-tensor hooks of transformers 5 with the ``sdpa``
 attention on CPU), so the estimate can be checked item by item against :mod:`qlora_course.meters`,
 which measures on CPU what ``torch.cuda.max_memory_allocated`` measures on a GPU.
-:func:`check_fit` turns an estimate into a go/no-go for a device.
+
+The estimate counts what is alive when the forward pass ends. A CUDA run needs more at its peak:
+:func:`gpu_terms` lists it as named :class:`GpuTerm` objects, each with its formula or source and
+whether it is an assumption: the backward pass's transients (the loss's float32 logits gradients; with
+checkpointing the recomputed layer; one layer's activation gradients; bitsandbytes' dequantized weight),
+CUDA's smaller dropout mask, the CUDA context and the caching allocator's reserve.
+:func:`check_fit` turns an estimate (and those terms) into a go/no-go for a device.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
@@ -55,6 +62,13 @@ __all__ = [
     "activation_items",
     "optimizer_state_bytes",
     "adamw8bit_state_bytes",
+    "GpuTerm",
+    "gpu_terms",
+    "backward_transients",
+    "CUDA_CONTEXT_BYTES",
+    "CUDA_CONTEXT_RANGE",
+    "ALLOCATOR_RESERVE",
+    "CONTEXT_TERM",
     "FitDecision",
     "available_memory",
     "check_fit",
@@ -310,8 +324,9 @@ def estimate_training_memory(config, setup: TrainingSetup) -> MemoryEstimate:
     ``activations`` is what is held when the forward pass ends: per token, ``num_hidden_layers`` times
     :func:`activation_items` (or, with ``gradient_checkpointing``, one hidden state per layer), plus
     the final norm, the float32 log-probabilities of the loss, cos/sin, the labels and, with
-    ``logits_kept``, the logits the model returns. The backward pass adds transients on top (the
-    activations' gradients, one recomputed layer with checkpointing), not counted here.
+    ``logits_kept``, the logits the model returns. The backward pass adds transients on top (the loss's
+    float32 gradients, one recomputed layer with checkpointing, the activations' gradients), not counted
+    here: :func:`gpu_terms` lists them with what else a CUDA run needs.
     """
     if not isinstance(setup, TrainingSetup):
         raise TypeError(
@@ -443,6 +458,286 @@ def _activations(config, setup: TrainingSetup) -> tuple[float, list, list]:
     return layer_part + sum(b for _, b in model_level) * tokens + cos_sin, items, model_level
 
 
+# --------------------------------------------------------------------------------------------------
+# What a GPU adds at the peak
+# --------------------------------------------------------------------------------------------------
+
+# The CUDA context: the driver's and the CUDA libraries' own memory (kernels, cuBLAS/cuDNN workspaces
+# and handles), taken when the process first touches the GPU. It is invisible to
+# ``torch.cuda.memory_allocated`` and ``max_memory_allocated``; ``nvidia-smi`` shows it. An assumption:
+# it depends on the driver, the CUDA version, the GPU and the libraries loaded; 0.3-0.5 GB is the usual
+# range on a T4 or an A100.
+CUDA_CONTEXT_BYTES = 0.4e9
+CUDA_CONTEXT_RANGE = (0.3e9, 0.5e9)
+# PyTorch's caching allocator reserves more than the tensors it hands out: it rounds every block up
+# (512 bytes; 2 MiB steps above 1 MiB), keeps segments it has freed for later allocations instead of
+# returning them to the driver, and a segment whose free pieces are too small for a new request stays
+# unusable (fragmentation). An assumed fraction of what is allocated at the peak: varying sequence lengths
+# raise it, ``PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True`` lowers it.
+ALLOCATOR_RESERVE = 0.10
+# the name of the context's term: check_fit leaves it out when it measures the free memory itself
+CONTEXT_TERM = "CUDA context"
+
+
+@dataclass(frozen=True)
+class GpuTerm:
+    """Bytes a CUDA run needs at its peak beyond :func:`estimate_training_memory`'s ``total``.
+
+    ``name`` says what it is; ``bytes`` how much it adds to the peak (negative where CUDA keeps less than
+    the CPU-measured estimate counts); ``basis`` the formula with the setup's numbers, or the library code
+    that allocates it; ``assumed`` is True where the figure is an assumption, not derived from the setup."""
+
+    name: str
+    bytes: float
+    basis: str
+    assumed: bool
+
+
+def _gb(b: float) -> str:
+    return f"{b / GB:.3g} GB"
+
+
+def backward_transients(config, setup: TrainingSetup) -> dict[str, float]:
+    """The backward pass's transients of one training step, in bytes, on top of the end-of-forward estimate.
+
+    The backward has two peaks, and they do not add up:
+
+    1. **The loss's backward**, first, while everything the forward kept is still alive:
+       ``logits_gradients`` :math:`L = 2 \\cdot BTV \\cdot 4`. transformers' ``ForCausalLMLoss``
+       (``transformers/loss/loss_utils.py``) upcasts the logits to float32 and calls ``cross_entropy``,
+       which is ``log_softmax`` then ``nll_loss``: ``nll_loss``'s backward allocates a dense float32
+       gradient of the log-probabilities, ``log_softmax``'s backward a float32 gradient of the logits
+       while the first is alive.
+    2. **The last decoder layer's backward**, after the loss's float32 log-probabilities and the final
+       norm's float32 input are freed (``freed_before_layers`` :math:`F = BT\\,(4V + 4h + 4)`) and the
+       logits gradients are gone. It holds, with ``gradient_checkpointing``, the ``recomputed_layer``
+       (:math:`R`: :func:`activation_items` of one layer times :math:`BT`, with CUDA's 1-byte dropout
+       mask); the ``layer_gradients`` :math:`G = 2\\,i\\,a' BT`, two MLP-wide gradients alive at once
+       (the down projection's input gradient and what it is added to or split into), :math:`a'` the
+       activation dtype's bytes, or the adapters' if larger (their branch computes in it); and for QLoRA
+       the ``dequantized_weight`` :math:`D`: bitsandbytes' ``MatMul4Bit.backward``
+       (``bitsandbytes/autograd/_functions.py``) computes ``grad_output @ dequantize_4bit(W).to(grad_output.dtype)``,
+       the largest 4-bit weight (the MLP's) in the load dtype (a second copy if the compute dtype differs)
+       plus its double-quantized absmaxes dequantized to float32 (:math:`4n/\\text{blocksize}`). It is
+       alive with one MLP-wide gradient, not two, so it lifts the layer's peak by
+       ``dequantized_weight_lift`` :math:`= \\max(0, D - i\\,a' BT)`.
+
+    Returns those sizes and ``"peak"``, what the backward adds at its higher peak,
+    :math:`\\max(L,\\ R + G + \\max(0, D - i a' BT) - F)`. ``tests/test_gpu_terms.py`` checks the formula
+    against the CPU meter's backward peak (gradients allocated beforehand, as with gradient accumulation).
+    """
+    if not isinstance(setup, TrainingSetup):
+        raise TypeError(
+            f"setup must be a TrainingSetup, e.g. TrainingSetup('qlora', batch_size=1, seq_len=512), "
+            f"got {type(setup).__name__}"
+        )
+    check_config(config)
+    tokens = setup.batch_size * setup.seq_len
+    v, h, i = config.vocab_size, config.hidden_size, config.intermediate_size
+    a = _nbytes(setup.activation_dtype)
+    if setup.method != "full":
+        a = max(a, _nbytes(setup.lora_dtype))
+    out = {
+        "logits_gradients": 2.0 * tokens * v * 4,
+        "freed_before_layers": float(tokens * (4 * v + 4 * h + 4)),
+        "recomputed_layer": 0.0,
+        "layer_gradients": float(2 * i * a * tokens),
+        "dequantized_weight": 0.0,
+        "dequantized_weight_lift": 0.0,
+    }
+    if setup.gradient_checkpointing:
+        out["recomputed_layer"] = float(sum(b for _, b in _cuda_layer_items(config, setup)) * tokens)
+    if setup.method == "qlora":
+        out["dequantized_weight"] = float(_dequantized_weight_bytes(config, setup))
+        out["dequantized_weight_lift"] = max(0.0, out["dequantized_weight"] - i * a * tokens)
+    layer_peak = out["recomputed_layer"] + out["layer_gradients"] + out["dequantized_weight_lift"]
+    out["peak"] = max(out["logits_gradients"], layer_peak - out["freed_before_layers"])
+    return out
+
+
+def _cuda_layer_items(config, setup: TrainingSetup) -> list[tuple[str, float]]:
+    """:func:`activation_items` of one layer as CUDA keeps them: a dropout mask of 1 byte per element."""
+    items = activation_items(
+        config,
+        setup.method,
+        setup.activation_dtype,
+        lora_targets=setup.lora_targets,
+        lora_dtype=setup.lora_dtype,
+        lora_dropout=setup.lora_dropout,
+        lora_r=setup.lora_r,
+    )
+    la = _nbytes(setup.lora_dtype)
+    return [(name, b / la if "dropout noise" in name else b) for name, b in items]
+
+
+def _dequantized_weight_bytes(config, setup: TrainingSetup) -> float:
+    """Bytes bitsandbytes holds while it dequantizes the largest 4-bit weight in the backward (see
+    :func:`backward_transients`)."""
+    n = max(d_in * d_out for d_in, d_out in llama_linear_shapes(config).values())
+    load, compute = _nbytes(setup.weight_dtype), _nbytes(setup.compute_dtype or setup.weight_dtype)
+    copies = load + (compute if (setup.compute_dtype or setup.weight_dtype) != setup.weight_dtype else 0)
+    absmax = 4 * math.ceil(n / setup.blocksize) if setup.double_quant else 0
+    return n * copies + absmax
+
+
+def _dropout_mask_saving(config, setup: TrainingSetup) -> float:
+    """Bytes CUDA keeps less than the CPU-measured estimate for LoRA dropout (negative or zero): CPU
+    dropout saves its float noise, CUDA a 1-byte mask. With checkpointing no layer keeps it past the
+    forward pass (the recomputed layer's mask is counted in :func:`backward_transients`)."""
+    if setup.method == "full" or setup.lora_dropout == 0 or setup.gradient_checkpointing:
+        return 0.0
+    la = _nbytes(setup.lora_dtype)
+    items = activation_items(
+        config,
+        setup.method,
+        setup.activation_dtype,
+        lora_targets=setup.lora_targets,
+        lora_dtype=setup.lora_dtype,
+        lora_dropout=setup.lora_dropout,
+        lora_r=setup.lora_r,
+    )
+    noise = sum(b for name, b in items if "dropout noise" in name) * config.num_hidden_layers
+    noise -= la * config.hidden_size * len({"q_proj", "k_proj", "v_proj"} & set(setup.lora_targets))  # layer 1
+    return -noise * (la - 1) / la * setup.batch_size * setup.seq_len
+
+
+def gpu_terms(
+    config,
+    setup: TrainingSetup,
+    *,
+    context_bytes: float = CUDA_CONTEXT_BYTES,
+    reserve: float = ALLOCATOR_RESERVE,
+) -> list[GpuTerm]:
+    """What a CUDA run of ``setup`` needs at its peak on top of ``estimate_training_memory(config,
+    setup).total`` (the bytes alive when the forward pass ends, checked on CPU), as named terms:
+
+    - the backward's transients (:func:`backward_transients`): the loss's float32 logits gradients, then,
+      at the last layer's backward, the recomputed layer (checkpointing), the layer's activation gradients
+      and bitsandbytes' dequantized weight (QLoRA). The two peaks do not add: the later one's items share,
+      in proportion to their sizes, only what lifts it above the loss's (``bytes`` may be 0; ``basis``
+      gives each item's full size);
+    - with LoRA dropout and no checkpointing, CUDA's 1-byte dropout mask in place of the CPU's float noise
+      the estimate counts (negative);
+    - the CUDA context (``context_bytes``, default :data:`CUDA_CONTEXT_BYTES`, assumed);
+    - the caching allocator's reserve (``reserve``, default :data:`ALLOCATOR_RESERVE`, a fraction of
+      everything above but the context, assumed).
+
+    The estimate counts every gradient as alive at the peak (true with gradient accumulation; with
+    ``zero_grad(set_to_none=True)`` and no accumulation the loss's peak comes before they exist, so the
+    sum is an upper bound by up to the gradients).
+    """
+    est = estimate_training_memory(config, setup)
+    t = backward_transients(config, setup)
+    if (
+        isinstance(context_bytes, bool)
+        or not isinstance(context_bytes, numbers.Real)
+        or not 0 <= context_bytes < math.inf
+    ):
+        raise ValueError(f"context_bytes must be a non-negative number of bytes, got {context_bytes!r}")
+    if isinstance(reserve, bool) or not isinstance(reserve, numbers.Real) or not 0 <= reserve < 1:
+        raise ValueError(f"reserve must be a fraction in [0, 1), got {reserve!r}")
+    tokens = setup.batch_size * setup.seq_len
+    terms = [
+        GpuTerm(
+            "loss backward: float32 logits gradients",
+            t["logits_gradients"],
+            f"2 x B x T x V x 4 = 2 x {tokens:,} x {config.vocab_size:,} x 4 bytes: transformers' ForCausalLMLoss "
+            "(loss/loss_utils.py) upcasts the logits to float32; cross_entropy's backward holds nll_loss's "
+            "gradient of the log-probabilities and log_softmax's gradient of the logits at once",
+            False,
+        )
+    ]
+    # the last layer's backward: its items share, in proportion to their size, what lifts that peak above the loss's
+    phase2 = [("recomputed_layer", setup.gradient_checkpointing), ("layer_gradients", True)]
+    phase2 += [("dequantized_weight", setup.method == "qlora")]
+    keys = [key for key, applies in phase2 if applies]
+    size = {k: t["dequantized_weight_lift" if k == "dequantized_weight" else k] for k in keys}
+    lift = t["peak"] - t["logits_gradients"]
+    layer_peak = sum(size.values())
+    for key in keys:
+        share = size[key] / layer_peak if layer_peak else 0.0
+        terms.append(GpuTerm(*_phase2_term(key, lift * share, share, config, setup, t)))
+    mask = _dropout_mask_saving(config, setup)
+    if mask:
+        terms.append(
+            GpuTerm(
+                "CUDA dropout keeps a 1-byte mask",
+                mask,
+                f"the estimate counts CPU dropout's float noise ({_nbytes(setup.lora_dtype)} bytes per element, "
+                "torch's _dropout_impl); on CUDA torch calls native_dropout, whose backward keeps a bool mask",
+                False,
+            )
+        )
+    allocated = est.total + sum(term.bytes for term in terms)
+    terms.append(
+        GpuTerm(
+            CONTEXT_TERM,
+            float(context_bytes),
+            f"assumed {context_bytes / GB:.2g} GB (usually {CUDA_CONTEXT_RANGE[0] / GB:.1f}-"
+            f"{CUDA_CONTEXT_RANGE[1] / GB:.1f} GB): the driver's and CUDA "
+            "libraries' memory, outside torch.cuda.memory_allocated (nvidia-smi shows it)",
+            True,
+        )
+    )
+    terms.append(
+        GpuTerm(
+            "caching allocator reserve",
+            reserve * allocated,
+            f"assumed {reserve:.0%} of the {_gb(allocated)} allocated at the peak: block rounding, "
+            "freed segments PyTorch keeps for reuse, fragmentation",
+            True,
+        )
+    )
+    return terms
+
+
+def _phase2_term(key, adds, share, config, setup, t) -> tuple[str, float, str, bool]:
+    """``(name, bytes, basis, assumed)`` of one term of the last layer's backward peak (:func:`gpu_terms`):
+    its size, and its share of what that peak adds above the loss's."""
+    tokens = setup.batch_size * setup.seq_len
+    a = (
+        _nbytes(setup.activation_dtype)
+        if setup.method == "full"
+        else max(_nbytes(setup.activation_dtype), _nbytes(setup.lora_dtype))
+    )
+    if t["peak"] > t["logits_gradients"]:
+        lifted = (
+            f"{share:.0%} of the {_gb(t['peak'] - t['logits_gradients'])} by which the last layer's backward "
+            f"(after the loss's {_gb(t['freed_before_layers'])} is freed) tops the loss's"
+        )
+    else:
+        freed = _gb(t["freed_before_layers"])
+        lifted = f"0: with the loss's {freed} freed, the last layer's backward stays under the loss's"
+    if key == "recomputed_layer":
+        per = t["recomputed_layer"] / tokens
+        return (
+            "checkpointing: one layer recomputed",
+            adds,
+            f"one layer's saved tensors (activation_items, 1-byte dropout mask): {per:,.0f} B/token x {tokens:,} "
+            f"= {_gb(t[key])}; adds {lifted}",
+            False,
+        )
+    if key == "layer_gradients":
+        return (
+            "one layer's backward: activation gradients",
+            adds,
+            f"2 x i x a x B x T = 2 x {config.intermediate_size:,} x {a} x {tokens:,} = {_gb(t[key])} (two MLP-wide "
+            f"gradients at once, from the CPU meter); adds {lifted}",
+            False,
+        )
+    shapes = llama_linear_shapes(config)
+    name = max(shapes, key=lambda m: shapes[m][0] * shapes[m][1])
+    return (
+        "bitsandbytes: one 4-bit weight dequantized",
+        adds,
+        f"MatMul4Bit.backward: grad_output @ dequantize_4bit(W).to(grad_output.dtype), {name} "
+        f"{shapes[name][1]:,} x {shapes[name][0]:,} in the load dtype (again in the compute dtype if it differs) "
+        f"+ float32 absmaxes = {_gb(t['dequantized_weight'])}, alive with one MLP-wide gradient: lifts the layer by "
+        f"{_gb(t['dequantized_weight_lift'])}; adds {lifted}",
+        False,
+    )
+
+
 # --- will it fit? ----------------------------------------------------------------------------------
 
 
@@ -474,20 +769,49 @@ def available_memory(device: str = "cuda") -> float:
 
 
 def check_fit(
-    needed: float, device: str = "cuda", available: float | None = None, headroom: float = 0.9, what: str = "this run"
+    needed: float,
+    device: str = "cuda",
+    available: float | None = None,
+    headroom: float | None = None,
+    what: str = "this run",
+    terms=(),
 ) -> FitDecision:
-    """Does ``needed`` bytes (an estimate's ``total``) fit in ``headroom`` of the ``available`` memory of
-    ``device`` (default: :func:`available_memory`)? The headroom leaves room for what an estimate of the
-    end of the forward pass leaves out (the backward's transients, the allocator's fragmentation)."""
-    if not math.isfinite(needed) or needed < 0:
+    """Does ``needed`` bytes (an estimate's ``total``) plus the ``terms`` (:func:`gpu_terms`) fit in
+    ``headroom`` of the ``available`` memory of ``device`` (default: :func:`available_memory`)?
+
+    Without terms the default headroom is 0.9: the 10% left free stands for what an estimate of the end of
+    the forward pass leaves out (the backward's transients, the allocator's reserve). With terms, those
+    are named and counted, so the default is 1.0 (all of ``available``); a headroom given explicitly
+    applies either way, for what no term names. When ``available`` is measured here (``None``) on a GPU,
+    the CUDA context is already outside the free memory, so its term is left out.
+    The decision's ``needed`` is the estimate plus the terms counted."""
+    if isinstance(needed, bool) or not isinstance(needed, numbers.Real) or not math.isfinite(needed) or needed < 0:
         raise ValueError(f"needed must be a non-negative number of bytes, got {needed!r}")
-    if not 0 < headroom <= 1:
-        raise ValueError(f"headroom must be in (0, 1], got {headroom}")
-    available = available_memory(device) if available is None else float(available)
-    fits = needed <= headroom * available
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    terms = list(terms)
+    bad = [t for t in terms if not isinstance(t, GpuTerm)]
+    if bad:
+        raise TypeError(
+            f"terms must be GpuTerm objects (estimator.gpu_terms(config, setup)), got {type(bad[0]).__name__}"
+        )
+    if headroom is None:
+        headroom = 1.0 if terms else 0.9
+    if isinstance(headroom, bool) or not isinstance(headroom, numbers.Real) or not 0 < headroom <= 1:
+        raise ValueError(f"headroom must be in (0, 1], got {headroom!r}")
+    if available is None:
+        available = available_memory(device)
+        terms = [t for t in terms if t.name != CONTEXT_TERM]  # already taken from what the driver reports free
+    else:
+        available = float(available)
+    extra = sum(t.bytes for t in terms)
+    total = float(needed) + extra
+    fits = total <= headroom * available
     verb = "fits in" if fits else "does not fit in"
+    counted = f"{needed / GB:.2f} GB (estimate)"
+    if terms:
+        counted = f"{total / GB:.2f} GB ({needed / GB:.2f} GB estimate + {extra / GB:.2f} GB of {len(terms)} GPU terms)"
     reason = (
-        f"{what} needs about {needed / GB:.2f} GB (estimate) and {verb} {headroom:.0%} of the "
-        f"{available / GB:.2f} GB available on {device}"
+        f"{what} needs about {counted} and {verb} {headroom:.0%} of the {available / GB:.2f} GB available on {device}"
     )
-    return FitDecision(fits, float(needed), available, device, reason)
+    return FitDecision(fits, total, available, device, reason)

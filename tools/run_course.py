@@ -9,6 +9,11 @@ summary lists the figures that moved further than that from the snapshot they re
 
     python tools/run_course.py              # every lesson
     python tools/run_course.py --only 03    # one lesson: its figures are replaced, the others kept
+    python tools/run_course.py --jobs 1     # one notebook at a time, each with every core
+
+Two notebooks run at once by default on a machine with two cores or more, each kernel with its share of
+the cores (``QLORA_COURSE_THREADS``): the lessons are independent, and most of a notebook's time is
+single-threaded Python, so two at a time finish sooner than one after another.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
@@ -27,18 +33,12 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 from tqdm import tqdm
 
 from qlora_course import syllabus
+from qlora_course.notebook import usable_cpus
 from qlora_course.report import within
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "course-output"
 SNAPSHOT = ROOT / "lessons" / "figures.json"
-
-
-def _drop_lesson(figures: Path, lesson: str) -> None:
-    """Remove ``lesson``'s rows from the figures file (before the lesson runs)."""
-    if figures.exists():
-        lines = [line for line in figures.read_text().splitlines() if json.loads(line)["lesson"] != lesson]
-        figures.write_text("".join(line + "\n" for line in lines))
 
 
 FIELDS = ("lesson", "value", "unit", "what", "varies", "tol")
@@ -77,31 +77,60 @@ def update_snapshot(rows: list[dict], lessons: set[str], path: Path = SNAPSHOT) 
 CELL_TIMEOUT = int(os.environ.get("QLORA_COURSE_CELL_TIMEOUT", "600"))
 
 
-def execute(path: Path, figures: Path, out: Path) -> float:
-    """Execute one notebook in its own folder; returns the seconds it took."""
+def execute(path: Path, figures: Path, out: Path, threads: int | None = None) -> float:
+    """Execute one notebook in its own folder, its figures into ``figures``; returns the seconds it took.
+    ``threads``: torch threads of its kernel (``QLORA_COURSE_THREADS``; default: every usable core)."""
     nb = nbformat.read(path, as_version=4)
-    os.environ["QLORA_COURSE_REPORT"] = str(figures)
+    env = dict(os.environ, QLORA_COURSE_REPORT=str(figures), QLORA_COURSE_LESSON=path.stem[:2])
     # executed copies are read, not run: sliders become static figures, and no live widget can stall the
     # headless client (a kernel and client both idle after a slider cell was seen twice)
-    os.environ.setdefault("QLORA_COURSE_STATIC_WIDGETS", "1")
-    os.environ["QLORA_COURSE_LESSON"] = path.stem[:2]
+    env.setdefault("QLORA_COURSE_STATIC_WIDGETS", "1")
+    if threads:
+        env.update(QLORA_COURSE_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     client = NotebookClient(
         nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     start = time.perf_counter()
     try:
-        client.execute()
+        client.execute(env=env)  # the kernel's environment; this process's stays as it was
     finally:
         nbformat.write(nb, out / path.name)
     stored_outputs.store(path, nb.cells)  # the outputs the solution keeps for nbval (tagged cells only)
     return time.perf_counter() - start
 
 
+def run_lesson(path: Path, out: Path, threads: int | None) -> tuple[float | None, str | None]:
+    """Run one lesson (a kernel that stops answering gets a second try) into ``out/figures-NN.jsonl``;
+    returns ``(seconds, None)`` or ``(None, why it failed)``."""
+    figures = out / f"figures-{path.stem[:2]}.jsonl"
+    for attempt in (1, 2):
+        figures.unlink(missing_ok=True)  # its figures from an earlier run or attempt go
+        try:
+            return execute(path, figures, out, threads), None
+        except (TimeoutError, DeadKernelError) as err:
+            # seen rarely: client and kernel both idle
+            print(f"\n{path.name}: {err}; attempt {attempt} of 2", file=sys.stderr)
+            if attempt == 2:
+                return None, str(err)
+        except CellExecutionError as err:
+            print(f"\n{path.name} failed:\n{str(err)[-2000:]}", file=sys.stderr)
+            return None, str(err)[-500:]
+    return None, "not run"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT, help="folder for the executed notebooks and SUMMARY.md")
     ap.add_argument("--only", nargs="*", default=None, metavar="NN", help="run only these lessons (01 03 ...)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, usable_cpus()),
+        help="notebooks run at once, each kernel with an equal share of the cores (default: 2 where 2 cores)",
+    )
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error("--jobs must be a positive whole number")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures.jsonl"
@@ -111,22 +140,34 @@ def main(argv=None) -> int:
         if unknown:
             ap.error(f"no lesson {sorted(unknown)}; lessons are {[les.id for les in syllabus.LESSONS]}")
         lessons = [p for p in lessons if p.stem[:2] in args.only]
+    # later lessons train models and take longest: they start first, the short ones fill the other core
+    order = sorted(lessons, key=lambda p: p.stem, reverse=True)
+    threads = max(1, usable_cpus() // args.jobs) if args.jobs > 1 else None
     times, failed = {}, []
-    for path in tqdm(lessons, desc="course notebooks", unit="notebook"):
-        for attempt in (1, 2):
-            _drop_lesson(figures, path.stem[:2])  # its figures from an earlier run or attempt go
-            try:
-                times[path.stem] = execute(path, figures, out)
-                break
-            except (TimeoutError, DeadKernelError) as err:
-                # a kernel that stops answering (seen rarely: client and kernel both idle) gets one more try
-                print(f"\n{path.name}: {err}; attempt {attempt} of 2", file=sys.stderr)
-                if attempt == 2:
-                    failed.append(path.stem)
-            except CellExecutionError as err:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool, tqdm(total=len(order), desc="course notebooks", unit="notebook") as bar:
+        running = {pool.submit(run_lesson, p, out, threads): p for p in order}
+        for done_run in as_completed(running):
+            path, (secs, why) = running[done_run], done_run.result()
+            bar.update()
+            if secs is None:
                 failed.append(path.stem)
-                print(f"\n{path.name} failed:\n{str(err)[-2000:]}", file=sys.stderr)
-                break
+                print(f"\n{path.stem}: {why}", file=sys.stderr)
+            else:
+                times[path.stem] = secs
+    wall = time.perf_counter() - started
+    times = {p.stem: times[p.stem] for p in lessons if p.stem in times}  # in lesson order
+    # one figures file in lesson order, the rows of lessons not run this time kept
+    ran = {p.stem[:2] for p in lessons}
+    kept = []
+    if figures.exists():
+        kept = [line for line in figures.read_text().splitlines() if json.loads(line)["lesson"] not in ran]
+    for path in lessons:
+        part = out / f"figures-{path.stem[:2]}.jsonl"
+        if part.exists():
+            kept += part.read_text().splitlines()
+            part.unlink()
+    figures.write_text("".join(line + "\n" for line in kept))
     rows = [json.loads(line) for line in figures.read_text().splitlines()] if figures.exists() else []
     done = {name[:2] for name in times}  # lessons that ran to the end
     drifted = beyond_tolerance([r for r in rows if r["lesson"] in done])
@@ -134,7 +175,8 @@ def main(argv=None) -> int:
     lines = [
         "# QLoRA course: key figures from the last `make course` run",
         "",
-        f"Machine: {os.cpu_count()} CPU cores; {time.strftime('%Y-%m-%d %H:%M')}.",
+        f"Machine: {os.cpu_count()} CPU cores; {time.strftime('%Y-%m-%d %H:%M')}; {args.jobs} notebook(s) at a "
+        f"time{f', {threads} torch thread(s) each' if threads else ''}: {wall:.0f} s in all.",
         "",
         "| lesson | notebook | seconds |",
         "|---|---|---|",

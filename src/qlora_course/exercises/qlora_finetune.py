@@ -123,9 +123,10 @@ def _merge_adapter_16bit(answer, g):
         for name, p in peft.named_parameters():
             if "lora_" in name:
                 p.copy_(0.5 * torch.randn(p.shape, generator=g))
-    folder = Path(tempfile.mkdtemp(prefix="probe-adapter-"))
-    peft.save_pretrained(folder)
-    got = answer(fresh, folder, alpha / r)
+    with tempfile.TemporaryDirectory(prefix="probe-adapter-") as tmp:  # removed after the answer ran
+        folder = Path(tmp)
+        peft.save_pretrained(folder)
+        got = answer(fresh, folder, alpha / r)
     params = dict(got.named_parameters()) if isinstance(got, nn.Module) else {}
     untouched = [n for n in params if n.startswith("model.layers.") and n.endswith("proj.weight")]
     untouched = [n for n in untouched if not any(t in n for t in targets)][:1]
@@ -207,8 +208,8 @@ def _qlora_sft_config(answer, g):
     settings, out = _training_settings(g), {}
     for dt in (torch.float16, torch.bfloat16, torch.float32):
         course = _course_fields(g)
-        folder = tempfile.mkdtemp(prefix="probe-sft-")
-        c = answer(folder, settings, dt, **course)
+        with tempfile.TemporaryDirectory(prefix="probe-sft-") as folder:  # SFTConfig creates nothing in it
+            c = answer(folder, settings, dt, **course)
         name = str(dt).removeprefix("torch.")
         out[f"{name}: an SFTConfig"] = isinstance(c, SFTConfig)
         if not isinstance(c, SFTConfig):

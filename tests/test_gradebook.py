@@ -123,3 +123,20 @@ def test_a_grading_run_executes_only_what_the_answers_and_checks_need():
     assert needed_cells(cells, {"f"}, {"tok"}) == [True, True, False, True, True, True, True, True, False]
     # a name the answer reads pulls in the cells that make it, and what those read
     assert needed_cells(["x = 1", "y = x + 1", "def g():\n    return y"], {"g"}, set()) == [True, True, True]
+
+
+def test_a_checks_own_names_keep_no_cell():
+    """A public test's own temporaries (``_name`` in its loop) are not the notebook's data: a training cell
+    that binds a name of the same spelling is still skipped, while a name the check reads from the notebook
+    keeps the cell that defines it."""
+    from qlora_grading.notebook import check_reads, needed_cells
+
+    check = "for _name, _p in answer().items():\n    assert _p > limit, _name\n"
+    assert check_reads(check) == {"answer", "limit"}
+    cells = [
+        "import torch",
+        "limit = 0",
+        "for _name in range(3):\n    train_for_minutes()",
+        "def answer():\n    return {'a': 1}",
+    ]
+    assert needed_cells(cells, {"answer"}, check_reads(check)) == [True, True, False, True]

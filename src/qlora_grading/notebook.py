@@ -140,3 +140,12 @@ def needed_cells(cells: list[str], answers: set[str], checks_need: set[str]) -> 
                 keep[i], grown = True, True
                 need |= names[1]
     return keep
+
+
+def check_reads(code: str) -> set[str]:
+    """The names a check (a public test) reads from the notebook: its global reads, less the private names
+    (``_x``) it binds itself. A check's own loop variables and temporaries are not the notebook's data, and
+    a notebook cell that happens to bind a name of the same spelling need not run for it."""
+    names = _names(code)
+    own = {n for n in names[0] if n.startswith("_")} if names else set()
+    return _global_reads(code) - own

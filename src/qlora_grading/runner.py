@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .course import load_course
     from .exercise import probe_values
-    from .notebook import CHECK, _global_reads, code_cells, needed_cells
+    from .notebook import CHECK, check_reads, code_cells, needed_cells
 
     exercises = {ex.name: ex for ex in load_course(args.course).exercises(args.lesson)}
     signal.signal(signal.SIGPROF, _on_timer)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         probe(name, ns[name], trace=True)
 
-    reads = set().union(*(_global_reads(course.public_tests(args.lesson, name)) for name in exercises))
+    reads = set().union(*(check_reads(course.public_tests(args.lesson, name)) for name in exercises))
     keep = needed_cells(cells, set(exercises), reads)
     done: set[str] = set()
     for source, needed in zip(cells, keep, strict=True):

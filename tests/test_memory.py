@@ -478,3 +478,40 @@ def test_a_trace_counts_what_a_gpu_adds():
         trace_from_estimates(steady, spike, steady_terms=[1.0])
     with pytest.raises(ValueError, match="same CUDA context"):
         trace_from_estimates(steady, spike, steady_terms=terms, spike_terms=gpu_terms(cfg, long, context_bytes=0.3e9))
+
+
+# --------------------------------------------------------------------------------------------------
+# the 8-bit optimizer comparison (stored by tools/compare_optimizers.py)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_stored_optimizer_comparison_beats_the_baseline_and_matches_the_settings():
+    from qlora_course import optimizer_comparison as oc
+
+    stored = oc.load_stored()
+    assert stored["settings"] == oc.SETTINGS, "re-run tools/compare_optimizers.py: the stored settings differ"
+    summary = oc.gap_summary(stored["runs"])
+    assert len(summary["seeds"]) >= 3
+    # a comparison at the majority baseline tests nothing: every run must beat it
+    assert min(min(v) for v in summary["accuracy"].values()) > stored["majority"]["accuracy"]
+    assert all(len(r["curve"]) == oc.SETTINGS["steps"] for r in stored["runs"])
+
+
+def test_gap_summary_is_the_mean_and_spread_of_the_per_seed_gaps():
+    from qlora_course import optimizer_comparison as oc
+
+    names = list(oc.OPTIMIZERS)
+    runs = [
+        {"optimizer": n, "seed": s, "accuracy": a}
+        for n, accs in zip(names, ((0.5, 0.6, 0.4), (0.45, 0.6, 0.5)), strict=True)
+        for s, a in enumerate(accs)
+    ]
+    summary = oc.gap_summary(runs)
+    assert summary["gaps"] == pytest.approx([5.0, 0.0, -10.0])
+    assert summary["mean"] == pytest.approx(-5 / 3) and summary["std"] == pytest.approx(7.637626, rel=1e-6)
+    with pytest.raises(ValueError, match="every optimizer needs a run for every seed"):
+        oc.gap_summary(runs[:-1])
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        oc.run("SGD", 0, {})
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        oc.run(names[0], -1, {})

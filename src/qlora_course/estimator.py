@@ -431,21 +431,25 @@ def _model_level_activations(config, setup: TrainingSetup) -> list[tuple[str, fl
     return items
 
 
-def _activations(config, setup: TrainingSetup) -> tuple[float, list, list]:
-    """``(bytes, per-layer items, model-level items)`` of the activations held at the end of the forward
-    pass: the decoder layers' (:func:`activation_items`; with checkpointing only each layer's input), the
-    model-level ones per token, and cos/sin once per position (broadcast over the batch)."""
-    act_dtype = setup.activation_dtype
-    a = _nbytes(act_dtype)
-    items = activation_items(
+def _layer_items(config, setup: TrainingSetup) -> list[tuple[str, float]]:
+    """:func:`activation_items` of one decoder layer of ``setup`` (its method, activation dtype and adapters)."""
+    return activation_items(
         config,
         setup.method,
-        act_dtype,
+        setup.activation_dtype,
         lora_targets=setup.lora_targets,
         lora_dtype=setup.lora_dtype,
         lora_dropout=setup.lora_dropout,
         lora_r=setup.lora_r,
     )
+
+
+def _activations(config, setup: TrainingSetup) -> tuple[float, list, list]:
+    """``(bytes, per-layer items, model-level items)`` of the activations held at the end of the forward
+    pass: the decoder layers' (:func:`activation_items`; with checkpointing only each layer's input), the
+    model-level ones per token, and cos/sin once per position (broadcast over the batch)."""
+    a = _nbytes(setup.activation_dtype)
+    items = _layer_items(config, setup)
     model_level = _model_level_activations(config, setup)
     layers, h = config.num_hidden_layers, config.hidden_size
     tokens = setup.batch_size * setup.seq_len
@@ -557,15 +561,7 @@ def backward_transients(config, setup: TrainingSetup) -> dict[str, float]:
 
 def _cuda_layer_items(config, setup: TrainingSetup) -> list[tuple[str, float]]:
     """:func:`activation_items` of one layer as CUDA keeps them: a dropout mask of 1 byte per element."""
-    items = activation_items(
-        config,
-        setup.method,
-        setup.activation_dtype,
-        lora_targets=setup.lora_targets,
-        lora_dtype=setup.lora_dtype,
-        lora_dropout=setup.lora_dropout,
-        lora_r=setup.lora_r,
-    )
+    items = _layer_items(config, setup)
     la = _nbytes(setup.lora_dtype)
     return [(name, b / la if "dropout noise" in name else b) for name, b in items]
 
@@ -587,15 +583,7 @@ def _dropout_mask_saving(config, setup: TrainingSetup) -> float:
     if setup.method == "full" or setup.lora_dropout == 0 or setup.gradient_checkpointing:
         return 0.0
     la = _nbytes(setup.lora_dtype)
-    items = activation_items(
-        config,
-        setup.method,
-        setup.activation_dtype,
-        lora_targets=setup.lora_targets,
-        lora_dtype=setup.lora_dtype,
-        lora_dropout=setup.lora_dropout,
-        lora_r=setup.lora_r,
-    )
+    items = _layer_items(config, setup)
     noise = sum(b for name, b in items if "dropout noise" in name) * config.num_hidden_layers
     noise -= la * config.hidden_size * len({"q_proj", "k_proj", "v_proj"} & set(setup.lora_targets))  # layer 1
     return -noise * (la - 1) / la * setup.batch_size * setup.seq_len

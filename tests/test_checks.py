@@ -53,6 +53,16 @@ def test_expect_number_and_int_accept_every_kind_of_number_and_nothing_else():
         checks.expect_pair((1, 2, 3), "p")
 
 
+def test_expect_bool_takes_what_a_comparison_returns_and_nothing_else():
+    import numpy as np
+
+    for value, want in ((True, True), (np.float64(1.0) < 2, True), (torch.tensor(3.0) <= 2, False)):
+        assert checks.expect_bool(value, "fits") is want
+    for value in (1, 0.0, "no", None, torch.tensor([True, False]), torch.tensor(1.0), AlwaysEqual()):
+        with pytest.raises(AssertionError, match="fits should be True or False"):
+            checks.expect_bool(value, "fits")
+
+
 def test_require_stops_on_an_unsolved_exercise():
     assert checks.require(0, "rank_r_approx") == 0 and checks.require([], "rank_r_approx") == []
     for missing in (None, ...):

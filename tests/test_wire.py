@@ -50,6 +50,17 @@ def test_float_tolerance_scales_with_the_dtype_and_the_reference():
     assert compare(encode(nan.clone()), encode(nan)) and not compare(encode(torch.tensor([1.0, 2.0])), encode(nan))
 
 
+def test_a_relative_tolerance_for_estimates():
+    tol = Tolerance(rtol=0.005)
+    want = encode(6.25e9)
+    assert compare(encode(6.25e9 * 1.004), want, tol) and compare(encode(int(6.25e9 * 0.996)), want, tol)
+    assert not compare(encode(6.25e9 * 1.006), want, tol) and not compare(encode(6.25e9 * 1.006), want)
+    assert not compare(encode(True), want, tol), "a boolean is not a number of bytes"
+    for bad in (-0.1, 1.0, True, "0.01"):
+        with pytest.raises(ValueError, match="rtol"):
+            Tolerance(rtol=bad)
+
+
 def test_dtypes_matter_unless_the_exercise_says_not():
     w = torch.arange(4.0)
     assert not compare(encode(w.double()), encode(w))

@@ -17,7 +17,15 @@ import numbers
 
 import torch
 
-__all__ = ["expect_tensor", "expect_number", "expect_int", "expect_pair", "ExerciseNotSolved", "require"]
+__all__ = [
+    "expect_tensor",
+    "expect_number",
+    "expect_int",
+    "expect_bool",
+    "expect_pair",
+    "ExerciseNotSolved",
+    "require",
+]
 
 
 def _kind(value) -> str:
@@ -62,6 +70,17 @@ def expect_int(value, what: str) -> int:
     if number != int(number):
         raise AssertionError(f"{what} should be a whole number, got {number}")
     return int(number)
+
+
+def expect_bool(value, what: str) -> bool:
+    """``value`` must be a yes or no: ``True``/``False``, a NumPy bool or a one-element bool tensor (what a
+    comparison of numbers, arrays or tensors returns); returns it as a ``bool``. A number or a string is
+    refused: ``bool("no")`` is True."""
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.numel() == 1:
+        return bool(value.item())
+    if isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")):
+        return bool(value)
+    raise AssertionError(f"{what} should be True or False, got {_kind(value)}")
 
 
 def expect_pair(value, what: str) -> tuple:

@@ -41,12 +41,16 @@ class Tolerance:
     when off, any floating dtype is accepted for a floating result, and any integer dtype for an integer one.
     ``number_dtype``: the least precise dtype in which a right answer may compute a plain number (a
     float32 computation of an entropy is as right as a float64 one).
+    ``rtol``: for a plain number that is an *estimate* (bytes of memory, say), a relative tolerance on top
+    of the rounding one: any value within ``rtol`` times the reference's magnitude is right, so an answer
+    may leave out terms the exercise calls negligible. 0 (the default) allows rounding error only.
     """
 
     ulps: float = 64.0
     dtype_matters: bool = True
     number_dtype: str = "float32"
     scale: str = "max"
+    rtol: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.ulps, bool) or not isinstance(self.ulps, numbers.Real) or not self.ulps >= 0:
@@ -55,6 +59,8 @@ class Tolerance:
             raise ValueError(f"Tolerance.number_dtype must be one of {sorted(_EPS)}, got {self.number_dtype!r}")
         if self.scale not in ("max", "element"):
             raise ValueError(f"Tolerance.scale must be 'max' or 'element', got {self.scale!r}")
+        if isinstance(self.rtol, bool) or not isinstance(self.rtol, numbers.Real) or not 0 <= self.rtol < 1:
+            raise ValueError(f"Tolerance.rtol must be a number in [0, 1), got {self.rtol!r}")
 
 
 def _dtype_name(dtype) -> str:
@@ -184,7 +190,7 @@ def compare(got, want, tol: Tolerance = Tolerance()) -> bool:
             return False
         if math.isnan(w) or math.isinf(w):
             return x == w or (math.isnan(x) and math.isnan(w))
-        return abs(x - w) <= tol.ulps * _EPS[tol.number_dtype] * abs(w) + 1e-300
+        return abs(x - w) <= max(tol.ulps * _EPS[tol.number_dtype], tol.rtol) * abs(w) + 1e-300
     if want is None or isinstance(want, (bool, str)):
         return type(got) is type(want) and got == want
     return False

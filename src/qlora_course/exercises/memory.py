@@ -8,11 +8,15 @@ exercise reads one.
 
 from __future__ import annotations
 
+from functools import cache
+
+import numpy as np
 import torch
 
-from qlora_grading import Exercise
+from qlora_grading import Exercise, Tolerance
 
 from .. import estimator, llama
+from ..profiles import hub_config
 from ._draw import choice, ints
 
 
@@ -83,6 +87,178 @@ def _bnb_adamw_state_bytes(answer, g):
 
 def _bnb_adamw_state_bytes_reference(sizes, eight_bit):
     return estimator.optimizer_state_bytes(sizes, "adamw8bit" if eight_bit else "adamw32bit")
+
+
+# --- will it fit? ----------------------------------------------------------------------------------
+
+GPU_SIZES_GB = (8, 12, 15, 16, 24, 40, 48, 80)  # the GPUs a learner meets: a T4 is the 15 here
+
+
+def _qlora_setup(**settings) -> estimator.TrainingSetup:
+    """A QLoRA run as the exercise fixes it: checkpointing, float32 adapters, NF4 with double quantization."""
+    return estimator.TrainingSetup("qlora", gradient_checkpointing=True, **settings)
+
+
+def _llama_3_2_1b():
+    """meta-llama/Llama-3.2-1B's shape (config.json): tied embeddings, grouped-query attention, 128k vocabulary."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        tie_word_embeddings=True,
+    )
+
+
+def _random_llama(g: torch.Generator):
+    """A Llama of a real model's proportions: 16 to 40 heads of 64 or 128, grouped-query attention or not,
+    a common vocabulary, tied embeddings or not."""
+    from transformers import LlamaConfig
+
+    heads, head_dim = choice(g, [16, 24, 32, 40]), choice(g, [64, 128])
+    return LlamaConfig(
+        vocab_size=choice(g, [32000, 49152, 128256, 151936]),
+        hidden_size=heads * head_dim,
+        intermediate_size=256 * ints(g, 16, 96),
+        num_hidden_layers=ints(g, 8, 49),
+        num_attention_heads=heads,
+        num_key_value_heads=choice(g, [heads, 8, 4]),
+        tie_word_embeddings=choice(g, [True, False]),
+    )
+
+
+def _fit_cases(g: torch.Generator) -> list[tuple[str, object, estimator.TrainingSetup]]:
+    """``(label, config, setup)``: the lesson's T4 run, runs that catch a forgotten setting, a random one."""
+    llama7b, llama8b = hub_config("huggyllama/llama-7b"), hub_config("unsloth/Meta-Llama-3.1-8B")
+    qv = ["q_proj", "v_proj"]
+    f16, bf16 = torch.float16, torch.bfloat16
+    r = choice(g, [8, 16, 32, 64])
+    return [
+        (
+            "LLaMA-7B, r=64 all linear, AdamW32bit, 1 x 512",
+            llama7b,
+            _qlora_setup(batch_size=1, seq_len=512, weight_dtype=f16, lora_r=64, optimizer="adamw32bit"),
+        ),
+        (
+            "LLaMA-7B, r=64 all linear, AdamW8bit, 1 x 2048",
+            llama7b,
+            _qlora_setup(batch_size=1, seq_len=2048, weight_dtype=f16, lora_r=64, optimizer="adamw8bit"),
+        ),
+        (
+            "Llama-3.1-8B, r=16 on q and v, AdamW8bit, 2 x 2048",
+            llama8b,
+            _qlora_setup(
+                batch_size=2, seq_len=2048, weight_dtype=bf16, lora_r=16, lora_targets=qv, optimizer="adamw8bit"
+            ),
+        ),
+        (
+            "Llama-3.2-1B (tied), r=16 all linear, AdamW32bit, 4 x 1024",
+            _llama_3_2_1b(),
+            _qlora_setup(batch_size=4, seq_len=1024, weight_dtype=bf16, lora_r=16, optimizer="adamw32bit"),
+        ),
+        (
+            f"a random Llama, r={r}",
+            _random_llama(g),
+            _qlora_setup(
+                batch_size=ints(g, 1, 9),
+                seq_len=choice(g, [256, 512, 1024, 2048, 4096]),
+                weight_dtype=choice(g, [f16, bf16]),
+                lora_r=r,
+                lora_targets=choice(g, list(llama.TARGET_SETS.values())),
+                optimizer=choice(g, ["adamw32bit", "adamw8bit"]),
+            ),
+        ),
+    ]
+
+
+def _pair(value):
+    """An answer's ``(bytes, fits)``; anything that is not a pair of two becomes ``(value, None)`` (wrong)."""
+    return tuple(value) if isinstance(value, (tuple, list)) and len(value) == 2 else (value, None)
+
+
+def _decision(value):
+    """A yes/no as a ``bool``: a bool, a NumPy bool or a one-element bool tensor; anything else unchanged,
+    so that it is judged wrong (a string "yes" is not a decision)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.numel() == 1:
+        return bool(value.item())
+    return value
+
+
+@cache
+def _summed_need():
+    """The sum the exercise asks for (``_FIT``) on the earlier exercises' references: within 0.1% of the
+    estimator's. The probe places its GPUs with it, since a probe may not call the finished estimator."""
+    namespace = {
+        "estimator": estimator,
+        "llama_param_count": _llama_param_count_reference,
+        "checkpointed_layer_inputs": _checkpointed_layer_inputs_reference,
+        "bnb_adamw_state_bytes": _bnb_adamw_state_bytes_reference,
+    }
+    exec(_FIT, namespace)
+    return namespace["will_it_fit"]
+
+
+def _will_it_fit(answer, g):
+    out = {}
+    for label, config, setup in _fit_cases(g):
+        need = _summed_need()(config, setup, 0)[0]
+        # decisions on the GPUs that are not within 2% of the need: the estimate's tolerance is 0.5%
+        gpus = [gb for gb in GPU_SIZES_GB if abs(gb * estimator.GB / need - 1) > 0.02]
+        for k, gb in enumerate(gpus):
+            needed, fits = _pair(answer(config, setup, int(gb * estimator.GB)))
+            if k == 0:
+                out[f"{label}: bytes"] = needed
+            out[f"{label} on {gb} GB: fits"] = _decision(fits)
+    return out
+
+
+def _will_it_fit_reference(config, setup, gpu_bytes):
+    """The estimator's end-of-forward total plus its GPU terms, against ``gpu_bytes`` (``check_fit``)."""
+    est = estimator.estimate_training_memory(config, setup)
+    terms = estimator.gpu_terms(config, setup)
+    decision = estimator.check_fit(est.total, "cuda", available=gpu_bytes, terms=terms)
+    return decision.needed, decision.fits
+
+
+# An answer as the lesson's solution writes it, from which the wrong ones below differ by one line each.
+_FIT = """
+def will_it_fit(config, setup, gpu_bytes):
+    h, v, layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
+    other = v * h * (1 if config.tie_word_embeddings else 2) + (2 * layers + 1) * h
+    linear = llama_param_count(config) - other
+    weights = linear / 2 + 4 * other
+    constants = linear * (8 / 64 + 32 / (64 * 256)) / 8
+    d = getattr(config, 'head_dim', None) or h // config.num_attention_heads
+    q, kv, i = config.num_attention_heads * d, config.num_key_value_heads * d, config.intermediate_size
+    shapes = {'q_proj': (h, q), 'k_proj': (h, kv), 'v_proj': (h, kv), 'o_proj': (q, h),
+              'gate_proj': (h, i), 'up_proj': (h, i), 'down_proj': (i, h)}
+    sizes = [setup.lora_r * n for t in setup.lora_targets for n in shapes[t]] * layers
+    adapters = 4 * sum(sizes)
+    state = bnb_adamw_state_bytes(sizes, setup.optimizer == 'adamw8bit')
+    tokens = setup.batch_size * setup.seq_len
+    activations = checkpointed_layer_inputs(config, setup.batch_size, setup.seq_len, 4) + tokens * (4 * h + 2 * 4 * v)
+    backward = estimator.backward_transients(config, setup)['peak']
+    allocated = weights + constants + 2 * adapters + state + activations + backward
+    needed = 1.10 * allocated + 0.4e9
+    return needed, needed <= gpu_bytes
+"""
+
+
+def _fit_variant(*edits: tuple[str, str]) -> str:
+    """``_FIT`` with each ``(old, new)`` replaced; ``old`` must occur, so a variant cannot silently equal it."""
+    src = _FIT
+    for old, new in edits:
+        if old not in src:
+            raise ValueError(f"{old!r} is not in the will_it_fit template")
+        src = src.replace(old, new)
+    return src
 
 
 EXERCISES = [
@@ -336,6 +512,85 @@ def bnb_adamw_state_bytes(sizes, eight_bit):
 def bnb_adamw_state_bytes(sizes, eight_bit):
     from qlora_course import estimator
     return estimator.optimizer_state_bytes(sizes, 'adamw8bit' if eight_bit else 'adamw32bit')
+""",
+        ),
+    ),
+    Exercise(
+        "will_it_fit",
+        points=3,
+        probe=_will_it_fit,
+        reference=_will_it_fit_reference,
+        # an estimate: an answer may leave out what the lesson calls negligible (labels, cos/sin, code tables)
+        tolerance=Tolerance(rtol=0.005),
+        finished=(estimator.estimate_training_memory, estimator.gpu_terms, estimator.check_fit),
+        wrong=(
+            _fit_variant(("needed = 1.10 * allocated + 0.4e9", "needed = allocated + 0.4e9")),  # no allocator reserve
+            _fit_variant(("needed = 1.10 * allocated + 0.4e9", "needed = 1.10 * allocated")),  # no CUDA context
+            _fit_variant(("weights = linear / 2 + 4 * other", "weights = linear / 2 + 2 * other")),  # no float32 upcast
+            _fit_variant(("weights = linear / 2 + 4 * other", "weights = linear + 4 * other")),  # 4-bit as a byte
+            _fit_variant(("constants = linear * (8 / 64 + 32 / (64 * 256)) / 8", "constants = linear * 32 / 64 / 8")),
+            _fit_variant(
+                ("allocated = weights + constants + 2 * adapters", "allocated = weights + constants + adapters")
+            ),
+            _fit_variant(
+                ("state = bnb_adamw_state_bytes(sizes, setup.optimizer == 'adamw8bit')", "state = 8 * sum(sizes)")
+            ),
+            _fit_variant(("for t in setup.lora_targets", "for t in shapes")),  # every layer, whatever the targets
+            _fit_variant(("(1 if config.tie_word_embeddings else 2)", "2")),  # tied embeddings counted twice
+            _fit_variant(("+ tokens * (4 * h + 2 * 4 * v)", "+ tokens * (4 * h + 4 * v)")),  # logits only, no log-probs
+            _fit_variant(("+ tokens * (4 * h + 2 * 4 * v)", "+ tokens * (4 * h + 2 * 2 * v)")),  # logits in 16 bits
+            _fit_variant(("activations + backward", "activations")),  # no backward pass
+            _fit_variant(("checkpointed_layer_inputs(config, setup.batch_size, setup.seq_len, 4)", "0")),
+            # decides on what is allocated, before the reserve and the context
+            _fit_variant(("return needed, needed <= gpu_bytes", "return needed, allocated <= gpu_bytes")),
+        ),
+        alternatives=(
+            # the package's counts and shapes (not the finished estimate), whole numbers, a NumPy decision
+            """
+def will_it_fit(config, setup, gpu_bytes):
+    import numpy as np
+    from qlora_course import llama
+    counts = llama.llama_param_counts(config)
+    shapes = llama.llama_linear_shapes(config)
+    sizes = [setup.lora_r * n for t in setup.lora_targets for n in shapes[t]] * config.num_hidden_layers
+    tokens = setup.batch_size * setup.seq_len
+    parts = {
+        'weights': counts['linear'] // 2 + 4 * (counts['embeddings'] + counts['norms']),
+        'constants': counts['linear'] // 64 + counts['linear'] // (64 * 256) * 4,
+        'adapters and gradients': 8 * sum(sizes),
+        'state': estimator.optimizer_state_bytes(sizes, setup.optimizer),
+        'layer inputs': 4 * config.num_hidden_layers * config.hidden_size * tokens,
+        'logits, log-probs, final norm': tokens * (8 * config.vocab_size + 4 * config.hidden_size + 12),
+        'backward': estimator.backward_transients(config, setup)['peak'],
+    }
+    allocated = sum(parts.values())
+    needed = allocated + allocated // 10 + 400_000_000
+    return needed, np.int64(needed) <= np.int64(gpu_bytes)
+""",
+            # a list, a tensor decision, the reserve as a separate term
+            _fit_variant(
+                ("needed = 1.10 * allocated + 0.4e9", "needed = allocated + 0.1 * allocated + 400e6"),
+                ("return needed, needed <= gpu_bytes", "return [needed, torch.tensor(needed) <= gpu_bytes]"),
+            ),
+        ),
+        cheats=(
+            # the finished estimate and its GPU terms
+            """
+def will_it_fit(config, setup, gpu_bytes):
+    est = estimator.estimate_training_memory(config, setup)
+    needed = est.total + sum(t.bytes for t in estimator.gpu_terms(config, setup))
+    return needed, needed <= gpu_bytes
+""",
+            """
+def will_it_fit(config, setup, gpu_bytes):
+    total = estimator.estimate_training_memory(config, setup).total
+    d = estimator.check_fit(total, 'cuda', available=gpu_bytes, terms=estimator.gpu_terms(config, setup))
+    return d.needed, d.fits
+""",
+            # the lesson's T4 run by heart
+            """
+def will_it_fit(config, setup, gpu_bytes):
+    return 6.25e9, gpu_bytes >= 6.25e9
 """,
         ),
     ),

@@ -345,3 +345,28 @@ def test_chat_replies_feed_the_models_own_answers_back(course_model, tok, data):
             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
         )  # fmt: skip
         assert reply[0] == tok.decode(gen[0, len(ids["input_ids"]) :], skip_special_tokens=True).strip()
+
+
+def test_scoring_a_4bit_model_leaves_it_trainable(tok, data):
+    """Scoring before a fine-tune must not switch bitsandbytes' CPU layers to their backward-less kernel (on a
+    CPU with AVX512-BF16, an eval-mode call repacks the weight for good): after chat_replies, a gradient
+    still reaches the input of every 4-bit layer."""
+    import bitsandbytes as bnb
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from qlora_course.models import course_model_path
+
+    model = AutoModelForCausalLM.from_pretrained(
+        course_model_path(),
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32),
+        dtype=torch.float32,
+    )
+    chat_replies(model, tok, data["test"].select(range(2))["messages"], max_new_tokens=1)
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    layer = layers[0]
+    layer.train()
+    x = torch.randn(2, layer.in_features, requires_grad=True)
+    layer(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0, "no gradient through the 4-bit layer after scoring"

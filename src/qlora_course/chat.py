@@ -483,11 +483,18 @@ def chat_replies(
     """The model's greedy reply (stripped text, up to ``</s>``) to every user turn of each conversation:
     one list per conversation, one string per assistant turn.
 
+    bitsandbytes' 4-bit layers stay on their training path while generating
+    (:func:`qlora_course.evaluation.bnb_training_path`): on a CPU with AVX512-BF16 an eval-mode call would
+    otherwise repack their weights for good into a kernel without a backward, and a fine-tune after this
+    "before" score would silently train no layer below the adapters' inputs.
+
     With ``own_answers=True`` each later turn sees the model's *own* earlier replies in place of the data's
     assistant turns, as in a real chat (what the consistency check needs); with ``False`` it sees the
     data's answers. Prompts are rendered with ``add_generation_prompt=True`` and padded on the left.
     """
     import torch
+
+    from .evaluation import bnb_training_path
 
     positive_int(batch_size, "batch_size")
     positive_int(max_new_tokens, "max_new_tokens")
@@ -516,7 +523,8 @@ def chat_replies(
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 enc = tokenizer([t for _, t in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-                with torch.no_grad():
+                # the guard goes inside: model.eval() above would undo one set around this function
+                with torch.no_grad(), bnb_training_path(model):
                     gen = model.generate(
                         **enc.to(device),
                         do_sample=False,

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .evaluation import bnb_training_path
+
 __all__ = [
     "adapter_bytes",
     "save_adapter",
@@ -568,18 +570,26 @@ def routed_logits(
                 "they must match"
             )
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    return model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, adapter_names=names
-    ).logits
+    with bnb_training_path(model):  # no lasting switch to bitsandbytes' backward-less CPU kernel
+        return model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, adapter_names=names
+        ).logits
 
 
 @torch.no_grad()
 def routed_generate(
-    model, tokenizer, prompts: Sequence[str], adapter_names: Sequence[str], **generate_kwargs
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    adapter_names: Sequence[str],
+    add_special_tokens: bool = True,
+    **generate_kwargs,
 ) -> list[str]:
     """Greedy completions (the new text only) of ``prompts``, prompt ``i`` answered by adapter
     ``adapter_names[i]``, in one batched ``generate``. Prompts are padded on the *left*, so that every
-    row's last prompt token is the last column and generation continues right after it."""
+    row's last prompt token is the last column and generation continues right after it.
+    ``add_special_tokens=False`` for prompts a chat template rendered (it writes ``<s>`` itself). The 4-bit
+    layers stay on bitsandbytes' training path (:func:`qlora_course.evaluation.bnb_training_path`)."""
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, one per row")
     names = _check_routing(model, len(prompts), adapter_names)
@@ -588,11 +598,14 @@ def routed_generate(
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        batch = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
+        batch = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special_tokens).to(
+            model.device
+        )
     finally:
         tokenizer.padding_side = side
     generate_kwargs.setdefault("max_new_tokens", 32)
     generate_kwargs.setdefault("do_sample", False)
     generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
-    out = model.generate(**batch, adapter_names=names, **generate_kwargs)
+    with torch.no_grad(), bnb_training_path(model):
+        out = model.generate(**batch, adapter_names=names, **generate_kwargs)
     return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -161,7 +161,7 @@ def tolerances(figures: dict[str, dict]) -> dict[str, float]:
 
 
 # the values a figure of a unit can take at all
-UNIT_BOUNDS = {"%": (0.0, 100.0)}
+UNIT_BOUNDS = {"%": (0.0, 100.0), "max |Δ logit|": (0.0, math.inf)}
 
 
 def bounds(figures: dict[str, dict]) -> dict[str, tuple[float, float]]:

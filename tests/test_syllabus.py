@@ -68,22 +68,22 @@ def test_every_lesson_is_whole():
 
 
 def test_a_half_added_lesson_is_named_with_what_it_lacks(tmp_path):
-    """A maintainer copies lesson 3's solution as lesson 6 and registers it, and stops there."""
+    """A maintainer copies lesson 3's solution as lesson 7 and registers it, and stops there."""
     root = tmp_path / "repo"
     for folder in ("solutions", "notebooks", "lessons", "src/qlora_course/exercise_tests"):
         shutil.copytree(ROOT / folder, root / folder)
     shutil.copy(ROOT / "README.md", root / "README.md")
-    shutil.copy(root / "solutions" / "03_double_quant.ipynb", root / "solutions" / "06_chat.ipynb")
-    (root / "solutions" / "07_stray.ipynb").write_text("{}")
-    chat = syllabus.Lesson(6, "chat", "Your own data, a chat model, shipped", key_figure="")
-    assert missing(root, syllabus.LESSONS + (chat,)) == [
-        "lesson 06_chat: no notebooks/06_chat.ipynb",
-        "lesson 06_chat: no lessons/06-chat.md",
-        "lesson 06_chat: no exercise definitions (qlora_course.exercises.chat.EXERCISES)",
-        "lesson 06_chat: no figures in lessons/figures.json (run `make course`)",
-        "lesson 06_chat: no row in the README's syllabus table",
-        "lesson 06_chat: no key figure for the website's browser test",
-        "solutions/07_stray.ipynb: not in qlora_course.syllabus.LESSONS",
+    shutil.copy(root / "solutions" / "03_double_quant.ipynb", root / "solutions" / "07_fsdp.ipynb")
+    (root / "solutions" / "08_stray.ipynb").write_text("{}")
+    fsdp = syllabus.Lesson(7, "fsdp", "Past one GPU with FSDP", key_figure="")
+    assert missing(root, syllabus.LESSONS + (fsdp,)) == [
+        "lesson 07_fsdp: no notebooks/07_fsdp.ipynb",
+        "lesson 07_fsdp: no lessons/07-fsdp.md",
+        "lesson 07_fsdp: no exercise definitions (qlora_course.exercises.fsdp.EXERCISES)",
+        "lesson 07_fsdp: no figures in lessons/figures.json (run `make course`)",
+        "lesson 07_fsdp: no row in the README's syllabus table",
+        "lesson 07_fsdp: no key figure for the website's browser test",
+        "solutions/08_stray.ipynb: not in qlora_course.syllabus.LESSONS",
     ]
 
 

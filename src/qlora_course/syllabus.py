@@ -91,6 +91,13 @@ LESSONS: tuple[Lesson, ...] = (
         context=("data = load_task_data(profile)",),
         reproduces="max(live_vs_stored)",
     ),
+    Lesson(
+        6,
+        "chat_model",
+        "Your own data, a chat model, shipped",
+        key_figure="What did you just say noodles was?",
+        context=("data = chat.make_chat_data(",),
+    ),
 )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from qlora_course.chat import CHAT_TEMPLATE
 from qlora_course.data import corpus_digest, make_corpus, make_task_examples
 from qlora_course.evaluation import perplexity
 from qlora_course.finetune import warmup_cosine
@@ -189,6 +190,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(args.out)
+    tokenizer.chat_template = CHAT_TEMPLATE  # lesson 6's chat template, saved as chat_template.jinja
     tokenizer.save_pretrained(args.out)
     # transformers 5 writes its new class name; the classic name loads in transformers 4 and 5 alike.
     tc = args.out / "tokenizer_config.json"

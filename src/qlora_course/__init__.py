@@ -19,6 +19,8 @@ One module per idea, in the order the lessons meet them:
 - :mod:`qlora_course.meters`   -- training memory measured on any device, the CPU included (lesson 4)
 - :mod:`qlora_course.paging`   -- paged optimizer state, simulated against a device budget (lesson 4)
 - :mod:`qlora_course.methods`  -- QLoRA, LoRA, full fine-tuning and QDoRA run the same way with TRL (lesson 5)
+- :mod:`qlora_course.chat`     -- chat data, the course template, assistant-only labels, a data validator (lesson 6)
+- :mod:`qlora_course.shipping` -- adapters saved and checked, GGUF export, several adapters on one base (lesson 6)
 - :mod:`qlora_course.validate` -- the small argument checks the modules share (``positive_int``, ...)
 - :mod:`qlora_course.notebook` -- the setup every notebook runs first (versions, seed, device, dtype)
 - :mod:`qlora_course.checks`   -- the kind-of-answer checks every exercise test runs first

@@ -16,6 +16,7 @@ import torch
 from qlora_grading import Exercise, Tolerance
 
 from .. import chat, shipping
+from ._answers import variant
 from ._draw import choice, ints, sample
 
 # --- conversations ----------------------------------------------------------------------------------
@@ -161,16 +162,6 @@ def assistant_only_labels(tokenizer, messages):
         done = text
     return {'input_ids': ids, 'labels': labels}
 """
-
-
-def _labels_variant(*edits: tuple[str, str]) -> str:
-    """``_LABELS`` with each ``(old, new)`` replaced; ``old`` must occur."""
-    src = _LABELS
-    for old, new in edits:
-        if old not in src:
-            raise ValueError(f"{old!r} is not in the assistant_only_labels template")
-        src = src.replace(old, new)
-    return src
 
 
 # --- GGUF's rotary layout --------------------------------------------------------------------------
@@ -434,24 +425,28 @@ def render_chat(messages, add_generation_prompt=False):
         ),
         wrong=(
             # the end-of-turn token left untrained: the model never learns to stop
-            _labels_variant(
+            variant(
+                _LABELS,
                 (
                     "labels += piece if m['role'] == 'assistant' else [-100] * len(piece)",
                     "labels += piece[:-1] + [-100] if m['role'] == 'assistant' else [-100] * len(piece)",
-                )
+                ),
             ),
             # every token trained (no mask at all)
-            _labels_variant(
-                ("labels += [-100] * len(piece)\n", "labels += piece\n"), ("else [-100] * len(piece)", "else piece")
+            variant(
+                _LABELS,
+                ("labels += [-100] * len(piece)\n", "labels += piece\n"),
+                ("else [-100] * len(piece)", "else piece"),
             ),
             # the assistant header trained too
-            _labels_variant(("labels += [-100] * len(piece)\n", "labels += piece\n")),
+            variant(_LABELS, ("labels += [-100] * len(piece)\n", "labels += piece\n")),
             # the tokenizer's own <s> added in front of the template's
-            _labels_variant(
+            variant(
+                _LABELS,
                 (
                     "return {'input_ids': ids, 'labels': labels}",
                     "return {'input_ids': [tokenizer.bos_token_id] + ids, 'labels': [-100] + labels}",
-                )
+                ),
             ),
             # the whole conversation tokenized at once, but the answers found by tokenizing them alone
             """

@@ -17,6 +17,7 @@ from qlora_grading import Exercise, Tolerance
 
 from .. import estimator, llama
 from ..profiles import hub_config
+from ._answers import variant
 from ._draw import choice, ints
 
 
@@ -249,16 +250,6 @@ def will_it_fit(config, setup, gpu_bytes):
     needed = 1.10 * allocated + 0.4e9
     return needed, needed <= gpu_bytes
 """
-
-
-def _fit_variant(*edits: tuple[str, str]) -> str:
-    """``_FIT`` with each ``(old, new)`` replaced; ``old`` must occur, so a variant cannot silently equal it."""
-    src = _FIT
-    for old, new in edits:
-        if old not in src:
-            raise ValueError(f"{old!r} is not in the will_it_fit template")
-        src = src.replace(old, new)
-    return src
 
 
 EXERCISES = [
@@ -524,25 +515,29 @@ def bnb_adamw_state_bytes(sizes, eight_bit):
         tolerance=Tolerance(rtol=0.005),
         finished=(estimator.estimate_training_memory, estimator.gpu_terms, estimator.check_fit),
         wrong=(
-            _fit_variant(("needed = 1.10 * allocated + 0.4e9", "needed = allocated + 0.4e9")),  # no allocator reserve
-            _fit_variant(("needed = 1.10 * allocated + 0.4e9", "needed = 1.10 * allocated")),  # no CUDA context
-            _fit_variant(("weights = linear / 2 + 4 * other", "weights = linear / 2 + 2 * other")),  # no float32 upcast
-            _fit_variant(("weights = linear / 2 + 4 * other", "weights = linear + 4 * other")),  # 4-bit as a byte
-            _fit_variant(("constants = linear * (8 / 64 + 32 / (64 * 256)) / 8", "constants = linear * 32 / 64 / 8")),
-            _fit_variant(
-                ("allocated = weights + constants + 2 * adapters", "allocated = weights + constants + adapters")
+            variant(_FIT, ("needed = 1.10 * allocated + 0.4e9", "needed = allocated + 0.4e9")),  # no allocator reserve
+            variant(_FIT, ("needed = 1.10 * allocated + 0.4e9", "needed = 1.10 * allocated")),  # no CUDA context
+            variant(
+                _FIT, ("weights = linear / 2 + 4 * other", "weights = linear / 2 + 2 * other")
+            ),  # no float32 upcast
+            variant(_FIT, ("weights = linear / 2 + 4 * other", "weights = linear + 4 * other")),  # 4-bit as a byte
+            variant(_FIT, ("constants = linear * (8 / 64 + 32 / (64 * 256)) / 8", "constants = linear * 32 / 64 / 8")),
+            variant(
+                _FIT, ("allocated = weights + constants + 2 * adapters", "allocated = weights + constants + adapters")
             ),
-            _fit_variant(
-                ("state = bnb_adamw_state_bytes(sizes, setup.optimizer == 'adamw8bit')", "state = 8 * sum(sizes)")
+            variant(
+                _FIT, ("state = bnb_adamw_state_bytes(sizes, setup.optimizer == 'adamw8bit')", "state = 8 * sum(sizes)")
             ),
-            _fit_variant(("for t in setup.lora_targets", "for t in shapes")),  # every layer, whatever the targets
-            _fit_variant(("(1 if config.tie_word_embeddings else 2)", "2")),  # tied embeddings counted twice
-            _fit_variant(("+ tokens * (4 * h + 2 * 4 * v)", "+ tokens * (4 * h + 4 * v)")),  # logits only, no log-probs
-            _fit_variant(("+ tokens * (4 * h + 2 * 4 * v)", "+ tokens * (4 * h + 2 * 2 * v)")),  # logits in 16 bits
-            _fit_variant(("activations + backward", "activations")),  # no backward pass
-            _fit_variant(("checkpointed_layer_inputs(config, setup.batch_size, setup.seq_len, 4)", "0")),
+            variant(_FIT, ("for t in setup.lora_targets", "for t in shapes")),  # every layer, whatever the targets
+            variant(_FIT, ("(1 if config.tie_word_embeddings else 2)", "2")),  # tied embeddings counted twice
+            variant(
+                _FIT, ("+ tokens * (4 * h + 2 * 4 * v)", "+ tokens * (4 * h + 4 * v)")
+            ),  # logits only, no log-probs
+            variant(_FIT, ("+ tokens * (4 * h + 2 * 4 * v)", "+ tokens * (4 * h + 2 * 2 * v)")),  # logits in 16 bits
+            variant(_FIT, ("activations + backward", "activations")),  # no backward pass
+            variant(_FIT, ("checkpointed_layer_inputs(config, setup.batch_size, setup.seq_len, 4)", "0")),
             # decides on what is allocated, before the reserve and the context
-            _fit_variant(("return needed, needed <= gpu_bytes", "return needed, allocated <= gpu_bytes")),
+            variant(_FIT, ("return needed, needed <= gpu_bytes", "return needed, allocated <= gpu_bytes")),
         ),
         alternatives=(
             # the package's counts and shapes (not the finished estimate), whole numbers, a NumPy decision
@@ -568,7 +563,8 @@ def will_it_fit(config, setup, gpu_bytes):
     return needed, np.int64(needed) <= np.int64(gpu_bytes)
 """,
             # a list, a tensor decision, the reserve as a separate term
-            _fit_variant(
+            variant(
+                _FIT,
                 ("needed = 1.10 * allocated + 0.4e9", "needed = allocated + 0.1 * allocated + 400e6"),
                 ("return needed, needed <= gpu_bytes", "return [needed, torch.tensor(needed) <= gpu_bytes]"),
             ),

@@ -9,6 +9,12 @@ checkpoint it stands for, so that the notebook's hub path can run on a CPU in CI
 - ``llama3``: like Llama 3.1: ``<|begin_of_text|>``, ``<|end_of_text|>``, reserved special tokens
   including ``<|finetune_right_pad_id|>``, **no unk and no pad token**, byte-level BPE, safetensors
   split in two shards with an index;
+- ``smollm2``, for lesson 6's ``colab-t4-chat`` (SmolLM2-1.7B-Instruct): a chat model with its own
+  ChatML template, verbatim (``<|im_start|>role\n...<|im_end|>\n``, a default system message written
+  when the conversation has none, a newline *after* each end-of-turn token, **no generation markers**),
+  ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>`` as ids 0, 1, 2, **pad = EOS = ``<|im_end|>``**
+  (the end-of-turn token), nothing added by ``add_special_tokens``, a byte-level BPE that splits
+  digits one by one first, **tied embeddings**, one ``model.safetensors``;
 - a chat data set in Guanaco's ``### Human: ... ### Assistant: ...`` format, as ``train``/``test`` JSON
   lines with a ``text`` column, with multi-turn conversations and prompts longer than any
   ``max_length`` the lesson uses (and one completion that cannot fit at all).
@@ -94,6 +100,73 @@ def _train_tokenizer(kind: str, texts: list[str]):
         single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
     )
     return tok, specials
+
+
+# SmolLM2-Instruct's chat template, as its tokenizer_config.json ships it
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def write_chat_model(folder: Path, seed: int = 0) -> Path:
+    """A small random Llama in ``folder`` with SmolLM2-Instruct's tokenizer quirks and chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from qlora_course.chat import make_chat_data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = make_chat_data(n_train=300, n_validation=10, n_test=10, n_test_unseen=10, seed=5)
+    texts = make_corpus(300, seed=7) + [
+        m["content"] for split in data.values() for messages in split["messages"] for m in messages
+    ]
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=640,
+        special_tokens=specials,
+        min_frequency=2,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts + ["system user assistant You are a helpful AI assistant named SmolLM"], trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        additional_special_tokens=specials[1:],
+    )
+    hf.chat_template = SMOLLM2_TEMPLATE
+    assert [hf.convert_tokens_to_ids(t) for t in specials] == [0, 1, 2]
+    assert hf.pad_token_id == hf.eos_token_id, "SmolLM2-Instruct pads with its end-of-turn token"
+    hf.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(hf),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        tie_word_embeddings=True,
+        rope_theta=130000.0,
+    )
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    return folder
 
 
 def write_model(folder: Path, kind: str, seed: int = 0) -> Path:

@@ -12,6 +12,8 @@ from qlora_course.chat import (
     CHAT_TEMPLATE,
     assistant_labels,
     chat_replies,
+    has_generation_markers,
+    labelled_conversations,
     make_chat_data,
     question_words,
     rendered_turns,
@@ -197,6 +199,96 @@ def test_truncated_labels_equal_trls(tok, data, tmp_path):
     assert 0 not in trl_labels(tok, [long, *conversations[:1]], tmp_path, max_length=n_prompt)
     with pytest.raises(ValueError, match="no assistant token"):
         assistant_labels(tok, long, max_length=n_prompt)
+
+
+# --- a hub chat model's template: no generation markers -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smol(tmp_path_factory):
+    """The SmolLM2-Instruct stand-in's tokenizer (tests/standins.py): ChatML, no markers, pad = EOS."""
+    import standins
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(standins.write_chat_model(tmp_path_factory.mktemp("smollm2")))
+
+
+def _tiny_model(vocab: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    small = dict(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1
+    )
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, **small))
+
+
+def test_has_generation_markers(tok, smol):
+    assert has_generation_markers(tok) and has_generation_markers(CHAT_TEMPLATE)
+    assert not has_generation_markers(smol) and not has_generation_markers(None)
+    assert has_generation_markers("{%- generation -%}x{%- endgeneration -%}")
+    assert has_generation_markers({"default": CHAT_TEMPLATE, "tool_use": "x"})
+    assert not has_generation_markers("{# no {% generation %} here? #}".replace("{% generation %}", "generation"))
+    with pytest.raises(TypeError, match="template must be"):
+        has_generation_markers(3)
+
+
+def test_trl_cannot_mask_a_template_it_does_not_know(smol, tmp_path):
+    """Why lesson 6 labels the turns itself: TRL's assistant_only_loss on SmolLM2's template stops. If a
+    TRL upgrade learns this template, this test fails: then the lesson can let TRL do it."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    torch.manual_seed(0)
+    model = _tiny_model(len(smol))
+    args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, report_to="none", use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match="patching is not supported"):
+        SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"messages": [TWO_TURNS]}),
+                   processing_class=smol)  # fmt: skip
+
+
+def test_labelled_conversations_train_the_turn_its_end_and_nothing_else(smol, data, tmp_path):
+    """SmolLM2's quirks: a default system message the data does not have, pad = EOS = the end-of-turn
+    token, a newline after it. The labels train each answer, its <|im_end|> and that newline (TRL's own
+    patched ChatML templates train the newline too); TRL keeps them as they are, and its collator pads by
+    position, so the end-of-turn token stays trained although it is also the pad token."""
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    assert smol.pad_token_id == smol.eos_token_id == smol.convert_tokens_to_ids("<|im_end|>")
+    rows = data["train"].select(range(8))
+    ds = labelled_conversations(rows, smol, max_length=512)
+    assert ds.column_names == ["input_ids", "labels"] and len(ds) == 8
+    end = smol.convert_tokens_to_ids("<|im_end|>")
+    for messages, row in zip(rows["messages"], ds, strict=True):
+        text = smol.decode(row["input_ids"])
+        assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+        spans = trained_spans(row["input_ids"], row["labels"])
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        assert [smol.decode(s) for s in spans] == [a + "<|im_end|>\n" for a in answers]
+        assert all(end in s for s in spans)
+    torch.manual_seed(0)
+    model = _tiny_model(len(smol))
+    args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, max_length=512,
+                     per_device_train_batch_size=4)  # fmt: skip
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=smol)
+    assert trainer.train_dataset["labels"] == ds["labels"], "TRL trains on the labels as given"
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    for row, labels in zip(ds.select(range(4)), batch["labels"].tolist(), strict=True):
+        n = len(row["labels"])
+        assert labels[:n] == row["labels"] and set(labels[n:]) <= {IGNORE_INDEX}
+
+
+def test_labelled_conversations_name_the_bad_row(tok, data):
+    from datasets import Dataset
+
+    bad = Dataset.from_dict({"messages": [data["train"][0]["messages"], TWO_TURNS[:1]]})
+    with pytest.raises(ValueError, match="dataset row 1: messages: roles out of order"):
+        labelled_conversations(bad, tok, max_length=256)
+    with pytest.raises(TypeError, match="'messages' column"):
+        labelled_conversations([TWO_TURNS], tok, max_length=256)
+    with pytest.raises(ValueError, match="max_length"):
+        labelled_conversations(bad, tok, max_length=0)
 
 
 # --- the generated data ------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from qlora_course.finetune import fit_to_length, tokenize_example, training_prec
 from qlora_course.loading import match_vocabulary, set_pad_token
 from qlora_course.methods import checkpointing_args, estimate_method
 from qlora_course.models import checkpoint_bytes, checkpoint_files, course_model_path
-from qlora_course.profiles import HUB_SHAPES, PROFILES, profile_config, resolve_profile
+from qlora_course.profiles import HUB_SHAPES, PROFILES, hub_config, profile_config, resolve_profile
 from qlora_course.settings import TRAINING, TrainingSettings, training_settings
 
 QUICK = {
@@ -50,6 +50,7 @@ def hub(tmp_path_factory):
         "llama2": standins.write_model(root / "llama2", "llama2"),
         "llama3": standins.write_model(root / "llama3", "llama3"),
         "chat": standins.write_chat_dataset(root / "guanaco"),
+        "smollm2": standins.write_chat_model(root / "smollm2"),
     }
 
 
@@ -299,6 +300,46 @@ def test_training_settings_check_themselves():
         quick.max_steps = 5
 
 
+def test_chat_settings_per_profile_and_overrides(hub, monkeypatch):
+    from qlora_course.settings import CHAT_TRAINING, chat_settings
+
+    monkeypatch.delenv("QLORA_COURSE_SETTINGS", raising=False)
+    tiny = chat_settings("course-tiny")
+    assert tiny == dataclasses.replace(TRAINING["course-tiny"], max_length=256, eval_limit=80), "lesson 5's recipe"
+    assert chat_settings("colab-t4-chat") == CHAT_TRAINING["colab-t4-chat"]
+    assert chat_settings(str(hub["smollm2"])) == CHAT_TRAINING["colab-t4-chat"], "any other chat model"
+    assert CHAT_TRAINING["colab-t4-chat"].gradient_checkpointing
+    monkeypatch.setenv("QLORA_COURSE_SETTINGS", '{"max_steps": 3}')
+    assert chat_settings("course-tiny").max_steps == 3
+    with pytest.raises(ValueError, match=re.escape("unknown settings ['steps']")):
+        chat_settings("course-tiny", {"steps": 3})
+    with pytest.raises(ValueError, match="setting 'eval_limit' must be a positive integer"):
+        chat_settings("course-tiny", {"eval_limit": 0})
+
+
+def test_check_profile_stops_a_hub_profile_at_once(hub, monkeypatch):
+    from qlora_course.loading import HubUnavailableError, check_profile
+
+    assert check_profile("course-tiny").name == "course-tiny"
+    assert check_profile(str(hub["smollm2"])).model == str(hub["smollm2"])
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="'colab-t4-chat' needs a CUDA GPU.*T4 GPU"):
+            check_profile("colab-t4-chat")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(hub["smollm2"].parent / "empty-cache"))
+    from qlora_course import loading
+
+    monkeypatch.setattr(loading, "_check_gpu", lambda profile: None)
+    with pytest.raises(HubUnavailableError, match="HF_HUB_OFFLINE is set"):
+        check_profile("colab-t4-chat")
+
+
+def test_the_chat_profile_has_its_published_shape():
+    config = hub_config("HuggingFaceTB/SmolLM2-1.7B-Instruct")
+    assert PROFILES["colab-t4-chat"].model in HUB_SHAPES and config.tie_word_embeddings
+    assert 1.6e9 < llama.llama_param_counts(config)["total"] < 1.8e9, "SmolLM2-1.7B"
+
+
 # --- the central claim's measures ---------------------------------------------------------------------
 
 
@@ -405,6 +446,55 @@ def test_lesson5_runs_end_to_end_on_hub_standins(hub, kind, tmp_path, monkeypatc
     assert not fails, fails
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "'truncated': " in printed and "reused for padding" in printed
+
+
+# --- lesson 6 on a hub chat model's stand-in -----------------------------------------------------------
+
+CHAT_CHECKS = """
+import json as _json
+_fails = []
+_end = chat_tokenizer.convert_tokens_to_ids("<|im_end|>")
+if markers or train_rows.column_names != ["input_ids", "labels"]:
+    _fails.append(f"a template without markers must train on labelled rows, got {train_rows.column_names}")
+if chat_tokenizer.pad_token_id == chat_tokenizer.eos_token_id:
+    _fails.append("padding with the end-of-turn token")
+for _row in train_rows.select(range(20)):
+    _trained = [t for t in _row["labels"] if t != -100]
+    if _trained.count(_end) != 2 or chat_tokenizer.decode(_row["input_ids"]).count("named SmolLM") != 1:
+        _fails.append("each answer and its end of turn trained, the default system message once")
+        break
+if len(data["test"]) != settings.eval_limit or settings.max_steps != 4:
+    _fails.append(f"the settings override was not applied: {settings}")
+if reload_gap > 1e-5 or merge_gap > 1e-3:
+    _fails.append(f"reload {reload_gap}, merge {merge_gap}")
+if not gguf_rows[0][2] < 0.05 or not yours_match:
+    _fails.append(f"GGUF f16 read back: {gguf_rows}, rope_pairs match {yours_match}")
+_fields = gguf.GGUFReader(out_dir / "chat-f16.gguf").fields
+if _fields["tokenizer.ggml.pre"].contents() != "smollm":
+    _fails.append("the GGUF names the wrong pre-tokenizer")
+if _fields["tokenizer.chat_template"].contents() != chat_tokenizer.chat_template:
+    _fails.append("the GGUF lacks the model's chat template")
+if routing_gap > 1e-4:
+    _fails.append(f"routing {routing_gap}")
+if "model.safetensors" not in {p.name for p in merged_dir.iterdir()}:
+    _fails.append("no merged checkpoint")
+print("CHECKS", _json.dumps(_fails))
+"""
+
+
+@pytest.mark.notebook
+def test_lesson6_runs_end_to_end_on_a_chat_model_standin(hub, tmp_path, monkeypatch):
+    """Lesson 6 with ``QLORA_COURSE_PROFILE`` set to the SmolLM2-Instruct stand-in (a ChatML template
+    without generation markers, pad = EOS, tied embeddings, a digit-splitting BPE), a few steps."""
+    monkeypatch.setenv("QLORA_COURSE_PROFILE", str(hub["smollm2"]))
+    monkeypatch.setenv("QLORA_COURSE_SETTINGS", json.dumps({"max_steps": 4, "eval_limit": 8, "batch_size": 4}))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = load(ROOT / "solutions" / "06_chat_model.ipynb")
+    with kernel(nb, tmp_path, timeout=600) as (run, client):
+        execute_all(client, nb)
+        out = run(CHAT_CHECKS)
+    fails = json.loads(out.split("CHECKS", 1)[1])
+    assert not fails, fails
 
 
 def test_a_bfloat16_full_fine_tune_keeps_float32_moments():

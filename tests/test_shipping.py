@@ -274,9 +274,33 @@ def test_export_gguf_refuses_what_it_cannot_write(adapters, tmp_path):
 
     sp = Tokenizer(models.BPE(vocab={"a": 0, "b": 1}, merges=[]))
     sp.pre_tokenizer = pre_tokenizers.Metaspace()
-    with pytest.raises(ValueError, match="not a plain byte-level BPE.*tokenizer=None"):
+    with pytest.raises(ValueError, match="not a byte-level BPE GGUF can name.*tokenizer=None"):
         export_gguf(tiny, PreTrainedTokenizerFast(tokenizer_object=sp), tmp_path / "m.gguf")
     assert list(tmp_path.iterdir()) == []  # nothing written by any refusal
+
+
+def test_a_chat_models_tokenizer_and_template_go_into_the_file(tmp_path):
+    """SmolLM2's tokenizer (tests/standins.py) splits digits before GPT-2's split: llama.cpp calls that
+    pre-tokenizer "smollm"; its chat template goes into the file for llama.cpp's --jinja and Ollama."""
+    import gguf
+    import standins
+    from transformers import AutoTokenizer
+
+    folder = standins.write_chat_model(tmp_path / "smollm2")
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    path = export_gguf(model, tok, tmp_path / "chat.gguf")
+    fields = gguf.GGUFReader(path).fields
+    assert fields["tokenizer.ggml.pre"].contents() == "smollm"
+    assert fields["tokenizer.chat_template"].contents() == tok.chat_template
+    assert fields["tokenizer.ggml.eos_token_id"].contents() == tok.eos_token_id == 2
+    assert "output.weight" not in {t.name for t in gguf.GGUFReader(path).tensors}, "tied: written once"
+    ids = torch.tensor([tok("Mira lives in Oslo 12.", add_special_tokens=False)["input_ids"]])
+    read = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="chat.gguf", dtype=torch.float32)
+    with torch.no_grad():
+        assert (read(ids).logits - model(ids).logits).abs().max() < 0.05
+    course = export_gguf(_tiny_llama(), AutoTokenizer.from_pretrained(course_model_path()), tmp_path / "c.gguf")
+    assert gguf.GGUFReader(course).fields["tokenizer.ggml.pre"].contents() == "gpt-2"
 
 
 def test_a_failed_export_leaves_no_partial_file_and_keeps_the_old_one(adapters, tmp_path, monkeypatch):

@@ -20,6 +20,10 @@
   ``"Assistant: "`` would split it.
 - :func:`assistant_labels` builds the assistant-only labels by hand, from the rendered turns: what
   ``SFTConfig(assistant_only_loss=True)`` does with the template's generation markers.
+- :func:`has_generation_markers` says whether a template marks the assistant's tokens (TRL's
+  ``assistant_only_loss`` needs them; most hub templates ship without), and
+  :func:`labelled_conversations` labels a data set with :func:`assistant_labels` for any template that
+  lacks them, ready for ``SFTTrainer`` as it is.
 - :func:`validate_conversations` checks a learner's own file, line by line, and says what is wrong with
   each dropped line: nothing is dropped silently.
 - :func:`chat_replies` and :func:`score_chat` answer the generated conversations with a model and score
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +51,8 @@ __all__ = [
     "conversation_problem",
     "rendered_turns",
     "assistant_labels",
+    "has_generation_markers",
+    "labelled_conversations",
     "Dropped",
     "ValidationReport",
     "validate_conversations",
@@ -320,6 +327,51 @@ def assistant_labels(tokenizer, messages: list[dict], max_length: int | None = N
         if all(label == IGNORE_INDEX for label in labels):
             raise ValueError(f"no assistant token is left in the first max_length={max_length} tokens")
     return {"input_ids": ids, "labels": labels}
+
+
+_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+def has_generation_markers(template) -> bool:
+    """True if the chat template ``template`` (a string, or a tokenizer with ``chat_template``) wraps what
+    the assistant says in ``{% generation %}`` ... ``{% endgeneration %}``, whitespace-trimming variants
+    included: what ``return_assistant_tokens_mask`` and TRL's ``assistant_only_loss`` read. A tokenizer
+    with several named templates is judged by its ``default`` one."""
+    template = getattr(template, "chat_template", template)
+    if isinstance(template, dict):
+        template = template.get("default")
+    if template is None:
+        return False
+    if not isinstance(template, str):
+        raise TypeError(f"template must be a chat template string or a tokenizer, got {type(template).__name__}")
+    return _MARKER.search(template) is not None
+
+
+def labelled_conversations(dataset, tokenizer, max_length: int):
+    """``dataset`` (a ``datasets.Dataset`` with a ``messages`` column) as a tokenized data set with
+    ``input_ids`` and ``labels`` (lists of int, -100 off the assistant's turns) from
+    :func:`assistant_labels`, each row cut to ``max_length`` tokens. Give it to ``SFTTrainer`` as the
+    ``train_dataset`` (with ``assistant_only_loss`` left False): TRL sees the tokens are there and trains
+    on these labels as they are. It is what ``assistant_only_loss=True`` does, for a chat template
+    without generation markers.
+
+    Every row must be a conversation :func:`assistant_labels` accepts; ``ValueError`` names the first one
+    that is not (validate your file first: :func:`validate_conversations`).
+    """
+    from datasets import Dataset
+
+    positive_int(max_length, "max_length")
+    if not isinstance(dataset, Dataset) or "messages" not in dataset.column_names:
+        raise TypeError("dataset must be a datasets.Dataset with a 'messages' column")
+    rows = {"input_ids": [], "labels": []}
+    for i, messages in enumerate(dataset["messages"]):
+        try:
+            row = assistant_labels(tokenizer, messages, max_length=max_length)
+        except ValueError as err:
+            raise ValueError(f"dataset row {i}: {err}") from None
+        rows["input_ids"].append(row["input_ids"])
+        rows["labels"].append(row["labels"])
+    return Dataset.from_dict(rows)
 
 
 # --------------------------------------------------------------------------------------------------

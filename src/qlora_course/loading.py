@@ -2,7 +2,8 @@
 
 - :func:`check_hub_access` answers in seconds whether a hub model or data set can be loaded (cached, or
   the hub reachable), and raises :class:`HubUnavailableError` saying what to do instead, rather than
-  letting ``from_pretrained`` wait for a network timeout;
+  letting ``from_pretrained`` wait for a network timeout; :func:`check_profile` adds the GPU a hub
+  profile needs;
 - :func:`nf4_config` is the QLoRA paper's ``BitsAndBytesConfig`` (4-bit NF4, double quantization);
 - :func:`load_model_and_tokenizer` loads a profile's model and tokenizer through plain ``from_pretrained``;
   :func:`load_base` loads a fresh base for one of lesson 5's methods (4-bit for QLoRA);
@@ -27,6 +28,7 @@ from .profiles import DEFAULT_PROFILE, Profile, is_hub_id, resolve_profile
 __all__ = [
     "HubUnavailableError",
     "check_hub_access",
+    "check_profile",
     "nf4_config",
     "load_model_and_tokenizer",
     "load_base",
@@ -87,6 +89,17 @@ def _check_gpu(profile: Profile) -> None:
         )
 
 
+def check_profile(profile: Profile | str | None = None) -> Profile:
+    """Return the :class:`Profile` if this machine can run it; else raise at once, saying what to do: a
+    ``RuntimeError`` when it needs a CUDA GPU and there is none, :class:`HubUnavailableError` when its
+    model is a hub id that is neither cached nor reachable. A local folder or the course model passes."""
+    profile = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    _check_gpu(profile)
+    if is_hub_id(profile.model):
+        check_hub_access(profile.model)
+    return profile
+
+
 def load_model_and_tokenizer(
     profile: Profile | str | None = None, quantization: str | None = None, compute_dtype=None, device_map=None, **kwargs
 ):
@@ -99,10 +112,7 @@ def load_model_and_tokenizer(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    profile = profile if isinstance(profile, Profile) else resolve_profile(profile)
-    _check_gpu(profile)
-    if is_hub_id(profile.model):
-        check_hub_access(profile.model)
+    profile = check_profile(profile)
     if quantization not in (None, "nf4"):
         raise ValueError(f"quantization must be None or 'nf4', got {quantization!r}")
     cuda = torch.cuda.is_available()

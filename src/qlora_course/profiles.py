@@ -4,6 +4,8 @@
   and the generated course task (:func:`qlora_course.data.make_task_data`). Offline, CPU, seconds.
 - ``colab-t4``: a ~1B Llama-architecture model from the hub, for a free Colab T4 (float16 compute).
 - ``gpu-8b``: an 8B Llama from the hub, for a large GPU (bfloat16 compute).
+- ``colab-t4-chat``: lesson 6's chat model, SmolLM2-1.7B-Instruct (Llama architecture, its own ChatML
+  template), for a free Colab T4; lesson 6 trains it on the generated conversations.
 - Any other hub model id (``"org/name"``) or local model folder also works; it gets the course task
   unless a ``dataset`` is given.
 
@@ -90,6 +92,14 @@ PROFILES = {
         True,
         "Llama 3.1 8B (an ungated copy of Meta's weights) and the OASST1 subset: a 24 GB+ GPU, bfloat16 compute",
     ),
+    "colab-t4-chat": Profile(
+        "colab-t4-chat",
+        "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+        None,
+        True,
+        "SmolLM2 1.7B Instruct (Llama architecture, Apache-2.0, ungated, a ChatML chat template): lesson 6 "
+        "on a free Colab T4, float16 compute",
+    ),
 }
 
 
@@ -105,6 +115,17 @@ HUB_SHAPES = {
         num_key_value_heads=4,
         max_position_embeddings=2048,
         tie_word_embeddings=False,
+    ),
+    "HuggingFaceTB/SmolLM2-1.7B-Instruct": dict(
+        vocab_size=49152,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=24,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=8192,
+        rope_theta=130000.0,
+        tie_word_embeddings=True,
     ),
     "unsloth/Meta-Llama-3.1-8B": dict(
         vocab_size=128256,

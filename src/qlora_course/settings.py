@@ -1,4 +1,4 @@
-"""Lesson 5's fine-tuning settings: one typed, frozen :class:`TrainingSettings` per profile.
+"""Lessons 5 and 6's fine-tuning settings: one typed, frozen :class:`TrainingSettings` per profile.
 
 The QLoRA paper's released scripts use r=64, alpha=16, dropout 0.1 (7B) / 0.05 (13B+), lr 2e-4, constant
 schedule, warmup ratio 0.03, max_grad_norm 0.3, batch 16 (1 x 16 accumulation), paged 32-bit AdamW. The
@@ -9,6 +9,7 @@ update scale alpha/r at 2.
 :func:`training_settings` picks a profile's settings and applies overrides (a dict, JSON text, or
 ``$QLORA_COURSE_SETTINGS``), e.g. ``{"max_steps": 20}`` for a quick run. Every value is checked when a
 :class:`TrainingSettings` is made, so a wrong override fails at once with the field's name.
+:func:`chat_settings` does the same for lesson 6's chat fine-tune (:data:`CHAT_TRAINING`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from .profiles import Profile, resolve_profile
 from .validate import flag, positive_int, positive_number, probability
 
-__all__ = ["TrainingSettings", "TRAINING", "training_settings"]
+__all__ = ["TrainingSettings", "TRAINING", "training_settings", "CHAT_TRAINING", "chat_settings"]
 
 # fields that count something (whole numbers above 0) and fields that are learning rates (above 0)
 _COUNTS = ("r", "lora_alpha", "max_steps", "batch_size", "grad_accum", "max_length", "eval_limit", "seeds")
@@ -114,6 +115,29 @@ TRAINING: dict[str, TrainingSettings] = {
 }
 
 
+# Lesson 6's chat fine-tune: the same fields, read as follows. ``eval_limit`` is the number of held-out
+# conversations scored per split; ``full_learning_rate`` and ``seeds`` are not used. course-tiny keeps
+# lesson 5's settings with room for a two-turn conversation (256 tokens); the hub chat profile keeps the
+# QLoRA paper's schedule with a smaller rank (a 1.7B model, one small task).
+CHAT_TRAINING: dict[str, TrainingSettings] = {
+    "course-tiny": dataclasses.replace(TRAINING["course-tiny"], max_length=256, eval_limit=80),
+    "colab-t4-chat": TrainingSettings(
+        r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        learning_rate=2e-4,
+        full_learning_rate=2e-5,
+        max_steps=60,
+        batch_size=8,
+        grad_accum=2,
+        max_length=512,
+        eval_limit=100,
+        seeds=1,
+        gradient_checkpointing=True,
+    ),
+}
+
+
 def _overrides(overrides: dict | str | None) -> dict:
     """``overrides`` as a dict: ``None`` reads ``$QLORA_COURSE_SETTINGS``; text is parsed as JSON."""
     if overrides is None:
@@ -144,6 +168,19 @@ def training_settings(profile: Profile | str | None = None, overrides: dict | st
         if profile.needs_gpu or not profile.offline or profile.dataset
         else TRAINING["course-tiny"],
     )
+    return _apply(settings, overrides)
+
+
+def chat_settings(profile: Profile | str | None = None, overrides: dict | str | None = None) -> TrainingSettings:
+    """Lesson 6's settings (see :data:`CHAT_TRAINING`) for a profile: ``colab-t4-chat``'s for any hub or
+    local chat model, ``course-tiny``'s for the course model. ``overrides`` as in :func:`training_settings`
+    (default ``$QLORA_COURSE_SETTINGS``)."""
+    profile = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    key = "course-tiny" if profile.name == "course-tiny" else "colab-t4-chat"
+    return _apply(CHAT_TRAINING[key], overrides)
+
+
+def _apply(settings: TrainingSettings, overrides: dict | str | None) -> TrainingSettings:
     changes = _overrides(overrides)
     known = [f.name for f in dataclasses.fields(TrainingSettings)]
     unknown = sorted(set(changes) - set(known))

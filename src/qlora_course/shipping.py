@@ -293,6 +293,29 @@ def _check_exportable(model) -> None:
         raise ValueError("a Llama with biases (attention_bias or mlp_bias) is not written by export_gguf")
 
 
+def _byte_level_gpt2(step: dict) -> bool:
+    return step.get("type") == "ByteLevel" and step.get("use_regex", True) and not step.get("add_prefix_space", False)
+
+
+def _pre_tokenizer_name(pre: dict) -> str | None:
+    """llama.cpp's name (``tokenizer.ggml.pre``) for the split a byte-level BPE tokenizer makes before its
+    merges, or ``None`` if it is not one GGUF can name: ``"gpt-2"`` for GPT-2's split alone (the
+    ByteLevel pre-tokenizer with its regex), ``"smollm"`` for digits split one by one first, then GPT-2's
+    split (SmolLM, SmolLM2). llama.cpp's converter recognises the same two by the ids they give a test
+    text; the course reads the tokenizer's own description instead."""
+    if _byte_level_gpt2(pre):
+        return "gpt-2"
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else []
+    if (
+        len(steps) == 2
+        and steps[0].get("type") == "Digits"
+        and steps[0].get("individual_digits")
+        and _byte_level_gpt2(steps[1])
+    ):
+        return "smollm"
+    return None
+
+
 def _tokenizer_metadata(tokenizer, n_rows: int) -> dict:
     """The ``tokenizer.ggml.*`` values of a byte-level BPE tokenizer (the GPT-2 / Llama 3 kind):
     ``tokens`` (in byte-level spelling, by id), ``token_types``, ``merges`` (``"a b"``), the special ids
@@ -305,19 +328,21 @@ def _tokenizer_metadata(tokenizer, n_rows: int) -> dict:
     if backend is None:
         raise TypeError(f"tokenizer must be a fast (tokenizers-backed) tokenizer, got {type(tokenizer).__name__}")
     spec = json.loads(backend.to_str())
-    model, pre = spec["model"], spec.get("pre_tokenizer") or {}
+    model = spec["model"]
+    pre_name = _pre_tokenizer_name(spec.get("pre_tokenizer") or {})
     exact = (
         model.get("type") == "BPE"
         and spec.get("normalizer") is None
-        and pre.get("type") == "ByteLevel"
-        and pre.get("use_regex", True)
-        and not pre.get("add_prefix_space", False)
+        and pre_name is not None
         and (spec.get("decoder") or {}).get("type") == "ByteLevel"
     )
     if not exact:
+        pre = spec.get("pre_tokenizer") or {}
+        steps = [p.get("type") for p in pre.get("pretokenizers", [])] if pre.get("type") == "Sequence" else []
         raise ValueError(
-            "tokenizer is not a plain byte-level BPE (model BPE, ByteLevel pre-tokenizer with the GPT-2 split, no "
-            f"normalizer): found model {model.get('type')!r}, pre-tokenizer {pre.get('type')!r}, normalizer "
+            "tokenizer is not a byte-level BPE GGUF can name (model BPE, no normalizer, and a ByteLevel "
+            "pre-tokenizer with the GPT-2 split, alone or after splitting digits one by one): found model "
+            f"{model.get('type')!r}, pre-tokenizer {pre.get('type')!r}{f' {steps}' if steps else ''}, normalizer "
             f"{(spec.get('normalizer') or {}).get('type')!r}. Pass tokenizer=None to write the weights only, and "
             "load the tokenizer from the original model folder"
         )
@@ -349,6 +374,7 @@ def _tokenizer_metadata(tokenizer, n_rows: int) -> dict:
             "GGUF cannot describe: pass tokenizer=None and load the tokenizer from the original model folder"
         )
     return {
+        "pre": pre_name,
         "tokens": tokens,
         "token_types": types,
         "merges": merges,
@@ -404,8 +430,9 @@ def export_gguf(model_or_dir, tokenizer, path: str | Path, dtype: str = "f16", n
 
     - ``dtype``: ``"f32"``, ``"f16"`` or ``"q8_0"`` (see :data:`GGUF_DTYPES`); the norm vectors stay float32.
     - ``tokenizer``: a byte-level BPE fast tokenizer, written as ``tokenizer.ggml.*`` metadata (model
-      ``gpt2``, pre-tokenizer ``gpt-2``), or ``None`` to write the weights only (llama.cpp then cannot
-      run the file; transformers can, with the tokenizer loaded from the original folder).
+      ``gpt2``, pre-tokenizer ``gpt-2`` or ``smollm``, see :func:`_pre_tokenizer_name`) with its chat
+      template, or ``None`` to write the weights only (llama.cpp then cannot run the file; transformers
+      can, with the tokenizer loaded from the original folder).
     - Tied input/output embeddings: no ``output.weight`` is written; readers tie it back.
 
     Metadata: ``llama.*`` hyperparameters (the keys llama.cpp's converter writes), ``general.name``
@@ -451,7 +478,7 @@ def export_gguf(model_or_dir, tokenizer, path: str | Path, dtype: str = "f16", n
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         if vocab is not None:
             writer.add_tokenizer_model("gpt2")
-            writer.add_tokenizer_pre("gpt-2")
+            writer.add_tokenizer_pre(vocab["pre"])
             writer.add_token_list(vocab["tokens"])
             writer.add_token_types(vocab["token_types"])
             writer.add_token_merges(vocab["merges"])
@@ -464,6 +491,8 @@ def export_gguf(model_or_dir, tokenizer, path: str | Path, dtype: str = "f16", n
                 writer.add_unk_token_id(vocab["unk"])
             writer.add_add_bos_token(vocab["add_bos"])
             writer.add_add_eos_token(vocab["add_eos"])
+            if isinstance(getattr(tokenizer, "chat_template", None), str):
+                writer.add_chat_template(tokenizer.chat_template)  # llama.cpp's --jinja and Ollama read it
         for param_name, weight in model.state_dict().items():
             if tied and param_name == "lm_head.weight":
                 continue

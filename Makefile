@@ -1,6 +1,6 @@
 # The course's commands. Each sets up its own environment on first use (a virtual environment in
 # .venv with the pinned versions of requirements.txt), so a fresh clone needs nothing else.
-#   make test       unit tests + notebook tests (what CI runs)
+#   make test       unit tests + notebook tests (what CI runs), on every core (TEST_JOBS=1: one process)
 #   make test-fast  the tests that neither execute notebooks nor train models (about a minute)
 #   make bench      only the benchmarks (ratios against bitsandbytes, measured side by side)
 #   make check-model  re-measure the course model's card: a LoRA fine-tune learns the task (about a minute)
@@ -33,9 +33,14 @@ $(STAMP): requirements.txt pyproject.toml
 
 SYSTEM_DEPS := bash tools/system_deps.sh
 
+# The suite runs on TEST_JOBS processes (default: the usable cores, at most 4), each test's torch on one
+# thread: two 1-thread notebooks side by side finish sooner than one after the other on 2 threads.
+# TEST_JOBS=1 runs it in one process, as before. The longest tests start first (worksteal balances).
+TEST_JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 1)
+
 # first, so that a missing package stops the run before the environment is built
 test: system-deps-test $(STAMP)
-	$(BIN)/python -m pytest -m "not model_card"
+	$(if $(filter 1,$(TEST_JOBS)),$(BIN)/python -m pytest -m "not model_card",QLORA_COURSE_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not model_card" -n $(TEST_JOBS) --dist worksteal)
 
 system-deps-test:
 	@$(SYSTEM_DEPS) bwrap chromium

@@ -16,9 +16,31 @@ LESSONS = syllabus.names()
 def executed_dir(tmp_path_factory) -> Path:
     """The folder of this session's executed solution notebooks: the notebook tests put each lesson's
     there as they run it, and the site test builds from it (running itself any lesson that is missing).
+    Under ``pytest -n`` every worker uses one folder, so the site sees the lessons other workers ran.
     ``QLORA_COURSE_EXECUTED`` names a folder of executed copies instead (e.g. ``course-output``)."""
     folder = os.environ.get("QLORA_COURSE_EXECUTED")
-    return Path(folder) if folder else tmp_path_factory.mktemp("executed")
+    if folder:
+        return Path(folder)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "executed"
+        shared.mkdir(exist_ok=True)
+        return shared
+    return tmp_path_factory.mktemp("executed")
+
+
+def _weight(item) -> int:
+    """Longest first, so that under ``pytest -n`` no long test starts last: the notebook runs (the later
+    lessons are the longer), then the rest; the site, which waits for the executed notebooks, at the end."""
+    if item.module.__name__ == "test_site":
+        return 3
+    if item.get_closest_marker("notebook") is None:
+        return 2
+    lesson = getattr(item, "callspec", None) and item.callspec.params.get("lesson")
+    return 0 if lesson in ("05_qlora_finetune", "06_chat_model") else 1
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_weight)  # stable: the collection order within each group
 
 
 @pytest.fixture(scope="session")

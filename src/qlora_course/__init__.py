@@ -11,7 +11,7 @@ One module per idea, in the order the lessons meet them:
 - :mod:`qlora_course.models`   -- the course's small Llama (in ``assets/``), weight normality, device and dtype
 - :mod:`qlora_course.profiles` -- the profile registry: a name (``course-tiny``, ``colab-t4``, ...) to model and data
 - :mod:`qlora_course.loading`  -- loading models and tokenizers: the hub check, the NF4 config, the pad token
-- :mod:`qlora_course.settings` -- lesson 5's fine-tuning settings per profile, a checked ``TrainingSettings``
+- :mod:`qlora_course.settings` -- lessons 5 and 6's fine-tuning settings per profile, a checked ``TrainingSettings``
 - :mod:`qlora_course.evaluation` -- perplexity, completion losses, exact match, choice accuracy
 - :mod:`qlora_course.finetune` -- completion-only supervised fine-tuning by hand (what SFTTrainer does)
 - :mod:`qlora_course.llama`    -- Llama architecture facts: linear layers, shapes, parameter counts, LoRA targets
@@ -21,6 +21,8 @@ One module per idea, in the order the lessons meet them:
 - :mod:`qlora_course.methods`  -- QLoRA, LoRA, full fine-tuning and QDoRA run the same way with TRL (lesson 5)
 - :mod:`qlora_course.chat`     -- chat data, the course template, assistant-only labels, a data validator (lesson 6)
 - :mod:`qlora_course.shipping` -- adapters saved and checked, GGUF export, several adapters on one base (lesson 6)
+- :mod:`qlora_course.distributed` -- a 4-bit model sharded with FSDP2, its checks, per-rank bytes, torchrun (lesson 7)
+- :mod:`qlora_course.fsdp_train` -- the torchrun script: QLoRA steps sharded or not, losses and bytes as JSON (lesson 7)
 - :mod:`qlora_course.validate` -- the small argument checks the modules share (``positive_int``, ...)
 - :mod:`qlora_course.notebook` -- the setup every notebook runs first (versions, seed, device, dtype)
 - :mod:`qlora_course.checks`   -- the kind-of-answer checks every exercise test runs first

@@ -1,0 +1,254 @@
+"""Lesson 7's building blocks: a QLoRA model sharded with PyTorch FSDP2, and the checks it needs.
+
+FSDP2 (``torch.distributed.fsdp.fully_shard``) cuts every parameter of a module into one piece per
+process (rank) and gathers the whole parameter only while the module runs. A 4-bit model can be sharded
+that way when its packed weights are stored in a float dtype (``bnb_4bit_quant_storage=torch.bfloat16``):
+the 4-bit codes are then an ordinary float tensor to FSDP. What FSDP cannot shard is bitsandbytes'
+*quantization state* (block constants, code book): it lives beside the weight, each rank keeps all of it.
+
+- :func:`four_bit_layers` lists the ``Linear4bit`` modules;
+- :func:`check_shardable` refuses, before any process starts, what FSDP would shard wrongly or not at
+  all: no 4-bit layer, a packed weight stored as ``uint8``, packed weights that do not split evenly;
+- :func:`keep_4bit_on_training_path` turns off bitsandbytes' CPU inference repack for good. Under FSDP it
+  is needed for correct numbers (see below);
+- :func:`shard_qlora` applies both, then ``fully_shard`` to each decoder layer and to the whole model;
+- :func:`rank_bytes` counts what one rank holds (4-bit weights, other parameters, quantization state);
+- :func:`launch` runs a script on ``nproc`` processes with ``torchrun`` and says plainly why if it fails.
+
+Why the repack must go. On a CPU with AVX512-BF16 (``bitsandbytes.functional.has_avx512bf16()``), a
+``Linear4bit`` called in eval mode on an input that needs no gradient converts its weight *and its shared
+quantization state* to a packed layout, in place, once. Without FSDP the packed weight stays on the
+module, so weight and state agree. Under FSDP2 the weight the layer sees is re-gathered from the shards on
+every forward, in the original layout, while the state stays "packed": every forward after the first
+eval one computes with mismatched weight and state. The loss jumps (1.57 to 10.66 on the course model)
+and nothing warns. Training forwards alone never repack, so a loop without evaluation is correct; one
+evaluation in between is enough to break it. The repacked kernel also has no backward, which breaks
+single-process training after an evaluation too (:func:`qlora_course.evaluation.bnb_training_path`
+guards that case for one call).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .validate import positive_int
+
+__all__ = [
+    "four_bit_layers",
+    "check_shardable",
+    "keep_4bit_on_training_path",
+    "shard_qlora",
+    "RankBytes",
+    "rank_bytes",
+    "decoder_layers",
+    "free_port",
+    "launch",
+]
+
+
+def four_bit_layers(model) -> list:
+    """The ``bitsandbytes.nn.Linear4bit`` modules of ``model``, in module order."""
+    import bitsandbytes as bnb
+
+    return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+
+
+def decoder_layers(model) -> list:
+    """The decoder layers of a (PEFT-wrapped) causal LM: FSDP's unit of sharding, one gather per layer."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise TypeError(f"model must be a Llama-style causal LM with model.model.layers, got {type(base).__name__}")
+    return list(layers)
+
+
+def check_shardable(model, world_size: int) -> None:
+    """Raise ``ValueError`` naming the problem if FSDP2 cannot shard ``model``'s 4-bit weights over
+    ``world_size`` ranks correctly; return ``None`` if it can.
+
+    - no ``Linear4bit`` layer: not a 4-bit model (load it with a ``BitsAndBytesConfig``);
+    - a packed weight stored as ``uint8`` (the default ``bnb_4bit_quant_storage``): FSDP2 would mix it
+      with the float parameters; load with ``bnb_4bit_quant_storage=torch.bfloat16`` (or the compute dtype);
+    - a packed weight whose rows do not split into ``world_size`` equal pieces (FSDP2 would pad it, and
+      the per-rank bytes would not be what the arithmetic of lesson 7 says).
+    """
+    positive_int(world_size, "world_size")
+    layers = four_bit_layers(model)
+    if not layers:
+        raise ValueError(
+            "model has no bitsandbytes Linear4bit layer: load it in 4 bits (BitsAndBytesConfig(load_in_4bit=True, "
+            "bnb_4bit_quant_storage=torch.bfloat16)) before sharding it as a QLoRA model"
+        )
+    names = {id(m): n for n, m in model.named_modules()}
+    for layer in layers:
+        weight = layer.weight
+        if not weight.dtype.is_floating_point:
+            raise ValueError(
+                f"{names[id(layer)]}: its 4-bit weight is stored as {weight.dtype}; FSDP needs a float storage dtype: "
+                "load with BitsAndBytesConfig(..., bnb_4bit_quant_storage=torch.bfloat16)"
+            )
+        if weight.shape[0] % world_size:
+            raise ValueError(
+                f"{names[id(layer)]}: its packed weight has {weight.shape[0]} rows, which do not split into "
+                f"world_size={world_size} equal shards; use a world size that divides {weight.shape[0]}"
+            )
+
+
+def keep_4bit_on_training_path(model) -> int:
+    """Turn off bitsandbytes' CPU inference repack on every ``Linear4bit`` of ``model`` for good (see the
+    module docstring); returns how many layers. A no-op on a GPU or a CPU without AVX512-BF16, where the
+    repack never happens. Raises ``RuntimeError`` if a layer was already repacked (an evaluation ran
+    first): load the model again and call this before evaluating it."""
+    layers = four_bit_layers(model)
+    for layer in layers:
+        state = getattr(layer.weight, "quant_state", None) or getattr(layer, "quant_state", None)
+        if getattr(state, "packing_format_for_cpu", False):
+            raise RuntimeError(
+                "a 4-bit layer was already repacked for CPU inference (an eval-mode forward ran): load the model "
+                "again and call keep_4bit_on_training_path before any evaluation"
+            )
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def shard_qlora(model, world_size: int | None = None):
+    """Shard ``model`` (a 4-bit model, usually with LoRA adapters) with FSDP2 in place and return it:
+    :func:`check_shardable`, :func:`keep_4bit_on_training_path`, then ``fully_shard`` on each decoder layer
+    (one all-gather per layer in forward and backward) and on the whole model (embeddings, final norm,
+    output layer). Needs an initialised process group (``torchrun``); ``world_size`` defaults to its size.
+    """
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    if not dist.is_initialized():
+        raise RuntimeError(
+            "no process group: start the script with torchrun (qlora_course.distributed.launch) and call "
+            "torch.distributed.init_process_group first"
+        )
+    world_size = world_size or dist.get_world_size()
+    check_shardable(model, world_size)
+    keep_4bit_on_training_path(model)
+    for layer in decoder_layers(model):
+        fully_shard(layer)
+    fully_shard(model)
+    return model
+
+
+@dataclass(frozen=True)
+class RankBytes:
+    """Bytes one rank holds: ``four_bit`` (its shard of the packed 4-bit weights), ``other`` (its shard of
+    every other parameter: adapters, embeddings, norms, output layer), ``quant_state`` (block constants
+    and code books of the 4-bit layers: never sharded, the same on every rank). ``params`` is
+    ``four_bit + other``."""
+
+    four_bit: int
+    other: int
+    quant_state: int
+
+    @property
+    def params(self) -> int:
+        return self.four_bit + self.other
+
+
+def rank_bytes(model) -> RankBytes:
+    """What this process holds of ``model``'s parameters between steps (a sharded parameter counts its
+    local shard). FSDP2 keeps the root module's parameters gathered after a forward (the backward needs
+    them next), so the sharded modules are resharded first, as they are at the start of a step."""
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+    four = {id(layer.weight) for layer in four_bit_layers(model)}
+    four_bit = other = 0
+    for p in model.parameters():
+        local = p.to_local() if isinstance(p, DTensor) else p
+        size = local.numel() * local.element_size()
+        if id(p) in four:
+            four_bit += size
+        else:
+            other += size
+    seen, state_bytes = set(), 0
+    for layer in four_bit_layers(model):
+        state = getattr(layer, "quant_state", None) or getattr(layer.weight, "quant_state", None)
+        tensors = [state.absmax, state.code]
+        if getattr(state, "nested", False):
+            tensors += [state.state2.absmax, state.state2.code, state.offset]
+        for t in tensors:
+            if isinstance(t, torch.Tensor) and id(t) not in seen:
+                seen.add(id(t))
+                state_bytes += t.numel() * t.element_size()
+    return RankBytes(four_bit, other, state_bytes)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: str | Path, nproc: int, args: list[str] | None = None, timeout: float = 600, log=None) -> str:
+    """Run ``script`` on ``nproc`` processes with ``torchrun`` on this machine (a free port, the gloo
+    backend on CPUs as the script chooses), one torch thread each; returns the combined output.
+
+    ``log``: a function called with each output line as it comes (``print`` to stream it). Raises
+    ``FileNotFoundError`` for a missing script, ``RuntimeError`` with the last lines of the output if a
+    process fails (the first failure stops the others), ``TimeoutError`` after ``timeout`` seconds.
+    """
+    positive_int(nproc, "nproc")
+    script = Path(script)
+    if not script.is_file():
+        raise FileNotFoundError(f"script {str(script)!r} does not exist")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(script),
+        *(args or []),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", QLORA_COURSE_THREADS="1", PYTHONUNBUFFERED="1")
+    lines, expired = [], threading.Event()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+
+        def stop():  # torchrun and every process it started (its workers may run in sessions of their own)
+            import psutil
+
+            expired.set()
+            try:
+                tree = psutil.Process(proc.pid)
+                for child in [*tree.children(recursive=True), tree]:
+                    child.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+        timer = threading.Timer(timeout, stop)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if log is not None:
+                    log(line.rstrip("\n"))
+            proc.wait()
+        finally:
+            timer.cancel()
+    tail = "".join(lines[-25:])
+    if expired.is_set():
+        raise TimeoutError(f"torchrun on {nproc} processes ran past {timeout} s and was stopped:\n{tail}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"torchrun on {nproc} processes failed (exit code {proc.returncode}):\n{tail}")
+    return "".join(lines)

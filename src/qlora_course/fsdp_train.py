@@ -1,0 +1,123 @@
+"""A few QLoRA steps on the course model, sharded with FSDP2 or not: the script lesson 7 runs with torchrun.
+
+    torchrun --nproc_per_node=2 -m qlora_course.fsdp_train --out run.json   # or distributed.launch(...)
+    python -m qlora_course.fsdp_train --out single.json                     # one process, no sharding
+
+Every rank trains on the same batch (four course task examples), so a correct sharded run has the
+single process's losses: FSDP averages identical gradients. Rank 0 writes ``--out`` (JSON): ``world``,
+``losses`` (one per step), ``evals`` (the loss of the same batch in eval mode after each step, with
+``--eval-each-step``), ``bytes`` (per rank: ``four_bit``, ``other``, ``quant_state``) and ``seconds``.
+
+``--no-guard`` shards without :func:`qlora_course.distributed.keep_4bit_on_training_path`: the
+configuration that departs silently on a CPU with AVX512-BF16 once an evaluation has run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+
+def _args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--out", required=True, help="JSON file for the results (written by rank 0)")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-each-step", action="store_true", help="an eval-mode forward after each step")
+    parser.add_argument("--no-shard", action="store_true", help="no FSDP, even under torchrun")
+    parser.add_argument("--no-guard", action="store_true", help="leave bitsandbytes' CPU repack on")
+    parser.add_argument("--storage", default="bfloat16", help="bnb_4bit_quant_storage: bfloat16, float32, uint8")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict | None:
+    args = _args(argv)
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    import torch
+    import torch.distributed as dist
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from qlora_course.data import format_example, make_task_data
+    from qlora_course.distributed import keep_4bit_on_training_path, rank_bytes, shard_qlora
+    from qlora_course.models import course_model_path
+
+    torch.set_num_threads(int(os.environ.get("QLORA_COURSE_THREADS", "1")))
+    distributed = "WORLD_SIZE" in os.environ
+    if distributed:
+        dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    path = course_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32,
+            bnb_4bit_quant_storage=getattr(torch, args.storage),
+        ),
+        dtype=torch.float32,
+        device_map={"": "cpu"},
+    )
+    torch.manual_seed(0)
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
+    rows = make_task_data(n_train=4, n_validation=1, n_test=1, seed=0)["train"]
+    texts = [format_example(r["prompt"], r["completion"]) for r in rows]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    if distributed and not args.no_shard:
+        if args.no_guard:
+            from torch.distributed.fsdp import fully_shard
+
+            from qlora_course.distributed import check_shardable, decoder_layers
+
+            check_shardable(model, world)
+            for layer in decoder_layers(model):
+                fully_shard(layer)
+            fully_shard(model)
+        else:
+            shard_qlora(model)
+    elif not args.no_guard:
+        keep_4bit_on_training_path(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
+    losses, evals = [], []
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        model.train()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if args.eval_each_step:
+            model.eval()
+            with torch.no_grad():
+                evals.append(model(**batch).loss.item())
+    seconds = time.perf_counter() - start
+    mine = rank_bytes(model)
+    per_rank = [None] * world
+    if distributed:
+        dist.all_gather_object(per_rank, mine.__dict__)
+    else:
+        per_rank = [mine.__dict__]
+    result = dict(world=world, sharded=distributed and not args.no_shard, losses=losses, evals=evals, bytes=per_rank)
+    result["seconds"] = seconds
+    if rank == 0:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(json.dumps({"losses": [round(x, 4) for x in losses], "evals": [round(x, 4) for x in evals]}))
+    if distributed:
+        dist.destroy_process_group()
+    return result
+
+
+if __name__ == "__main__":
+    main()

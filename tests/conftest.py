@@ -16,31 +16,44 @@ LESSONS = syllabus.names()
 def executed_dir(tmp_path_factory) -> Path:
     """The folder of this session's executed solution notebooks: the notebook tests put each lesson's
     there as they run it, and the site test builds from it (running itself any lesson that is missing).
-    Under ``pytest -n`` every worker uses one folder, so the site sees the lessons other workers ran.
-    ``QLORA_COURSE_EXECUTED`` names a folder of executed copies instead (e.g. ``course-output``)."""
+    ``QLORA_COURSE_EXECUTED`` names a folder of executed copies instead (e.g. ``course-output``); ``make
+    test`` uses one for its parallel run and then builds the site from it."""
     folder = os.environ.get("QLORA_COURSE_EXECUTED")
-    if folder:
-        return Path(folder)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = tmp_path_factory.getbasetemp().parent / "executed"
-        shared.mkdir(exist_ok=True)
-        return shared
-    return tmp_path_factory.mktemp("executed")
+    return Path(folder) if folder else tmp_path_factory.mktemp("executed")
 
 
-def _weight(item) -> int:
-    """Longest first, so that under ``pytest -n`` no long test starts last: the notebook runs (the later
-    lessons are the longer), then the rest; the site, which waits for the executed notebooks, at the end."""
-    if item.module.__name__ == "test_site":
-        return 3
-    if item.get_closest_marker("notebook") is None:
-        return 2
+# Under ``pytest -n`` (make test), the units that must stay on one worker, with their rough cost in seconds
+# on one thread: each lesson's notebook test, and the modules whose module-scoped fixture is expensive
+# (a worker that ran part of such a module would build the fixture again). Longest first, so that no
+# long unit starts last; everything else is spread test by test after them.
+UNITS = {
+    "notebook-06_chat_model": 250,
+    "notebook-05_qlora_finetune": 200,
+    "test_grading": 200,
+    "notebook-04_memory": 80,
+    "test_hub_paths": 80,
+    "test_distributed": 70,
+    "notebook-01_lowrank_lora": 55,
+    "test_nbval": 55,
+    "notebook-02_nf4": 50,
+    "notebook-03_double_quant": 40,
+}
+
+
+def _unit(item) -> str | None:
+    module = item.module.__name__
     lesson = getattr(item, "callspec", None) and item.callspec.params.get("lesson")
-    return 0 if lesson in ("05_qlora_finetune", "06_chat_model") else 1
+    if module == "test_notebooks" and lesson:
+        return f"notebook-{lesson}"
+    return module if module in UNITS else None
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=_weight)  # stable: the collection order within each group
+    for item in items:
+        unit = _unit(item)
+        if unit:
+            item.add_marker(pytest.mark.xdist_group(unit))
+    items.sort(key=lambda item: -UNITS.get(_unit(item), 0))  # stable: collection order within a unit
 
 
 @pytest.fixture(scope="session")

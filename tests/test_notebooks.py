@@ -87,18 +87,14 @@ def test_solution_runs_and_exercise_tests_discriminate(lesson, assigned, execute
     # the kernel inherits these: the notebook records its figures
     monkeypatch.setenv("QLORA_COURSE_REPORT", str(report))
     monkeypatch.setenv("QLORA_COURSE_LESSON", lesson[:2])
-    (executed_dir / f"{lesson}.started").touch()  # the site test waits for a lesson another worker runs
-    try:
-        with kernel(filled, tmp_path) as (run, client):
-            execute_all(client, filled)
-            _check_figures(lesson, report, problems)
-            problems += stored_outputs.differences(json.loads(solution_text(lesson)), filled.cells)
-            partial = executed_dir / f".{lesson}.ipynb.partial"
-            nbformat.write(filled, partial)
-            partial.replace(executed_dir / f"{lesson}.ipynb")  # for the site test (tests/test_site.py), whole
-            _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems)
-    finally:
-        (executed_dir / f"{lesson}.done").touch()
+    with kernel(filled, tmp_path) as (run, client):
+        execute_all(client, filled)
+        _check_figures(lesson, report, problems)
+        problems += stored_outputs.differences(json.loads(solution_text(lesson)), filled.cells)
+        partial = executed_dir / f".{lesson}.ipynb.partial"
+        nbformat.write(filled, partial)
+        partial.replace(executed_dir / f"{lesson}.ipynb")  # for the site test (tests/test_site.py), whole
+        _test_exercises(lesson, run, answers, stub_cells, tests_dir, problems)
     assert not problems, "\n".join(problems)
 
 

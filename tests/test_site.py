@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import nbformat
@@ -47,12 +46,6 @@ def site(executed_dir, tmp_path_factory) -> Path:
     import build_site
     import run_course
 
-    deadline = time.monotonic() + 1800
-    while time.monotonic() < deadline and any(
-        (executed_dir / f"{n}.started").exists() and not (executed_dir / f"{n}.done").exists()
-        for n in build_site.missing_executed(executed_dir)
-    ):
-        time.sleep(2)  # another worker (pytest -n) is running these notebooks' tests
     for lesson in build_site.missing_executed(executed_dir):
         run_course.execute(
             ROOT / syllabus.lesson(lesson).solution, tmp_path_factory.mktemp("figures") / "f.jsonl", executed_dir

@@ -148,3 +148,18 @@ def test_launch_says_why_a_run_failed(tmp_path):
     slow.write_text("import time\ntime.sleep(60)\n")
     with pytest.raises(TimeoutError, match="ran past 3 s"):
         launch(slow, 1, timeout=3)
+
+
+def test_the_evaluation_guard_finds_4bit_layers_whose_weight_fsdp_swapped():
+    """Between forwards FSDP2 leaves a plain tensor where the Params4bit was: the one-call guard of
+    evaluation.bnb_training_path must still find the layer (it keeps its own quant_state)."""
+    from qlora_course.evaluation import bnb_training_path
+
+    model = _load()
+    layer = distributed.four_bit_layers(model)[0]
+    layer.weight = torch.nn.Parameter(layer.weight.data.clone(), requires_grad=False)
+    assert not hasattr(layer.weight, "quant_state")
+    model.eval()
+    with bnb_training_path(model):
+        assert layer.training
+    assert not layer.training

@@ -38,10 +38,11 @@ def bnb_training_path(model):
     Marking just those layers as training (they have no dropout, so nothing else changes) avoids the
     switch and gives the same numbers on every CPU. Other modules keep their mode.
     """
-    layers = [
+    layers = [  # the layer keeps its quant_state too: under FSDP the weight between forwards is a plain tensor
         m
         for m in model.modules()
-        if type(m).__module__.startswith("bitsandbytes") and hasattr(getattr(m, "weight", None), "quant_state")
+        if type(m).__module__.startswith("bitsandbytes")
+        and (hasattr(getattr(m, "weight", None), "quant_state") or getattr(m, "quant_state", None) is not None)
     ]
     modes = [m.training for m in layers]
     for m in layers:

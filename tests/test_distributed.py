@@ -74,6 +74,30 @@ def test_each_rank_holds_half_the_parameters_and_all_the_quantization_state(runs
 
 
 @pytest.mark.slow
+def test_lesson_4s_estimate_split_per_rank_is_what_each_rank_holds(runs):
+    """The parameters' bytes per rank, measured, equal lesson 4's estimate divided by the world size, to the
+    byte; the quantization constants, measured, equal its estimate, on every rank."""
+    from transformers import AutoConfig
+
+    from qlora_course import estimator
+
+    config = AutoConfig.from_pretrained(course_model_path())
+    setup = estimator.TrainingSetup("qlora", 4, 32, weight_dtype=torch.float32, lora_r=8, optimizer="adamw32bit")
+    whole = distributed.estimate_per_rank(config, setup, 1)
+    half = distributed.estimate_per_rank(config, setup, 2)
+    (single,) = runs["single"]["bytes"]
+    assert single["four_bit"] + single["other"] == whole["weights"] + whole["lora_weights"]
+    for part in runs["fsdp"]["bytes"]:
+        assert part["four_bit"] + part["other"] == half["weights"] + half["lora_weights"]
+        assert part["quant_state"] == half["quant_constants"] == whole["quant_constants"]
+    assert half["activations"] == whole["activations"] and half["optimizer_state"] * 2 == whole["optimizer_state"]
+    unsharded = distributed.estimate_per_rank(config, setup, 2, sharded=False)
+    assert unsharded["total"] == whole["total"]
+    with pytest.raises(ValueError, match="world_size"):
+        distributed.estimate_per_rank(config, setup, 0)
+
+
+@pytest.mark.slow
 def test_without_the_guard_an_evaluation_breaks_a_sharded_run_on_avx512bf16_cpus(runs):
     """Pins bitsandbytes 0.50's behaviour: on a CPU with AVX512-BF16 the first eval forward repacks the
     shared quantization state, FSDP2 re-gathers the unpacked weight, and every later step computes another

@@ -49,6 +49,8 @@ __all__ = [
     "RankBytes",
     "rank_bytes",
     "decoder_layers",
+    "SHARDED_PARTS",
+    "estimate_per_rank",
     "free_port",
     "launch",
 ]
@@ -190,6 +192,31 @@ def rank_bytes(model) -> RankBytes:
                 seen.add(id(t))
                 state_bytes += t.numel() * t.element_size()
     return RankBytes(four_bit, other, state_bytes)
+
+
+#: The parts of lesson 4's estimate that FSDP's full sharding divides among the ranks; the others
+#: (quantization constants, activations) each rank holds whole.
+SHARDED_PARTS = ("weights", "lora_weights", "gradients", "optimizer_state")
+
+
+def estimate_per_rank(config, setup, world_size: int, sharded: bool = True) -> dict[str, float]:
+    """Lesson 4's estimate (:func:`qlora_course.estimator.estimate_training_memory` of ``config`` and
+    ``setup``) for one of ``world_size`` ranks: ``{part: bytes}`` plus ``"total"``.
+
+    With ``sharded=True`` (FSDP full sharding) the parts of :data:`SHARDED_PARTS` are divided by
+    ``world_size``; the quantization constants and the activations (each rank runs its own batch of
+    ``setup.batch_size``) are not. With ``sharded=False`` (plain data parallelism) every rank holds
+    everything. Transients (an all-gathered layer, the communication buffers) are not counted.
+    """
+    from .estimator import estimate_training_memory
+
+    positive_int(world_size, "world_size")
+    parts = estimate_training_memory(config, setup).as_dict()
+    parts.pop("total")
+    if sharded:
+        parts = {k: v / world_size if k in SHARDED_PARTS else v for k, v in parts.items()}
+    parts["total"] = sum(parts.values())
+    return parts
 
 
 def free_port() -> int:

@@ -42,8 +42,8 @@ def _sharded(tmp_path, name, *extra) -> dict:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fsdp")
     return {
-        "single": _single(tmp),
-        "fsdp": _sharded(tmp, "fsdp"),
+        "single": _single(tmp, "--save", str(tmp / "single-adapter")) | {"adapter": tmp / "single-adapter"},
+        "fsdp": _sharded(tmp, "fsdp", "--save", str(tmp / "fsdp-adapter")) | {"adapter": tmp / "fsdp-adapter"},
         "unguarded": _sharded(tmp, "unguarded", "--no-guard"),
     }
 
@@ -71,6 +71,25 @@ def test_each_rank_holds_half_the_parameters_and_all_the_quantization_state(runs
         assert part["four_bit"] * 2 == whole["four_bit"], "the packed 4-bit weights split in two"
         assert part["quant_state"] == whole["quant_state"] > 0, "the block constants are not sharded"
     assert sum(p["other"] for p in ranks) == whole["other"], "adapters, embeddings, norms: split, none lost"
+
+
+@pytest.mark.slow
+def test_the_adapter_gathered_on_rank_0_reloads_in_one_process_with_the_same_logits(runs):
+    from safetensors.torch import load_file
+
+    from qlora_course.evaluation import bnb_training_path
+    from qlora_course.shipping import load_adapter_onto
+
+    mine, theirs = (load_file(runs[k]["adapter"] / "adapter_model.safetensors") for k in ("fsdp", "single"))
+    assert sorted(mine) == sorted(theirs) and all(k.endswith(("lora_A.weight", "lora_B.weight")) for k in mine)
+    assert max((mine[k] - theirs[k]).abs().max().item() for k in mine) < TOLERANCE
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44]])
+    logits = []
+    for key in ("fsdp", "single"):
+        model = load_adapter_onto(_load(), runs[key]["adapter"]).eval()
+        with torch.no_grad(), bnb_training_path(model):
+            logits.append(model(ids).logits)
+    assert (logits[0] - logits[1]).abs().max().item() < TOLERANCE
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ single process's losses: FSDP averages identical gradients. Rank 0 writes ``--ou
 ``losses`` (one per step), ``evals`` (the loss of the same batch in eval mode after each step, with
 ``--eval-each-step``), ``bytes`` (per rank: ``four_bit``, ``other``, ``quant_state``) and ``seconds``.
 
+``--save DIR`` writes the trained adapter, gathered from the shards, as PEFT's ``save_pretrained`` would.
 ``--no-guard`` shards without :func:`qlora_course.distributed.keep_4bit_on_training_path`: the
 configuration that departs silently on a CPU with AVX512-BF16 once an evaluation has run.
 """
@@ -30,7 +31,24 @@ def _args(argv=None):
     parser.add_argument("--no-shard", action="store_true", help="no FSDP, even under torchrun")
     parser.add_argument("--no-guard", action="store_true", help="leave bitsandbytes' CPU repack on")
     parser.add_argument("--storage", default="bfloat16", help="bnb_4bit_quant_storage: bfloat16, float32, uint8")
+    parser.add_argument("--save", help="folder for the trained adapter (gathered whole, written by rank 0)")
     return parser.parse_args(argv)
+
+
+def save_adapter(model, folder: str, rank: int = 0) -> None:
+    """Save ``model``'s adapter (a PEFT model, sharded or not) to ``folder`` as PEFT saves it. Sharded:
+    every rank takes part in gathering the full state dict (a collective), and rank 0 writes it."""
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    if dist.is_initialized():
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        adapter = {k: v for k, v in full.items() if "lora_" in k}  # rank 0 holds them whole, the others nothing
+        if rank == 0:
+            model.save_pretrained(folder, state_dict=adapter)
+        dist.barrier()
+    else:
+        model.save_pretrained(folder)
 
 
 def main(argv=None) -> dict | None:
@@ -103,6 +121,8 @@ def main(argv=None) -> dict | None:
             with torch.no_grad():
                 evals.append(model(**batch).loss.item())
     seconds = time.perf_counter() - start
+    if args.save:
+        save_adapter(model, args.save, rank)
     mine = rank_bytes(model)
     per_rank = [None] * world
     if distributed:

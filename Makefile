@@ -39,7 +39,7 @@ SYSTEM_DEPS := bash tools/system_deps.sh
 # test runs last, on its own, from the notebooks the first run executed. TEST_JOBS=1: one process.
 TEST_JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 1)
 EXECUTED := build/test-executed
-PARALLEL := -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder
+PARALLEL := -n $(TEST_JOBS) --dist loadscope --no-loadscope-reorder
 
 # first, so that a missing package stops the run before the environment is built
 test: system-deps-test $(STAMP)

@@ -25,7 +25,7 @@ def executed_dir(tmp_path_factory) -> Path:
 # Under ``pytest -n`` (make test), the units that must stay on one worker, with their rough cost in seconds
 # on one thread: each lesson's notebook test, and the modules whose module-scoped fixture is expensive
 # (a worker that ran part of such a module would build the fixture again). Longest first, so that no
-# long unit starts last; everything else is spread test by test after them.
+# long unit starts last; every other test is a unit of its own, after them.
 UNITS = {
     "notebook-06_chat_model": 250,
     "notebook-05_qlora_finetune": 200,
@@ -40,20 +40,35 @@ UNITS = {
 }
 
 
-def _unit(item) -> str | None:
-    module = item.module.__name__
-    lesson = getattr(item, "callspec", None) and item.callspec.params.get("lesson")
-    if module == "test_notebooks" and lesson:
-        return f"notebook-{lesson}"
+def unit_of(nodeid: str) -> str | None:
+    """The unit of :data:`UNITS` the test ``nodeid`` belongs to, or None."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    if module == "test_notebooks" and "[" in nodeid:
+        return "notebook-" + nodeid.rsplit("[", 1)[1].rstrip("]")
     return module if module in UNITS else None
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        unit = _unit(item)
-        if unit:
-            item.add_marker(pytest.mark.xdist_group(unit))
-    items.sort(key=lambda item: -UNITS.get(_unit(item), 0))  # stable: collection order within a unit
+    items.sort(key=lambda item: -UNITS.get(unit_of(item.nodeid), 0))  # stable: collection order within a unit
+
+
+try:
+    import xdist  # noqa: F401  (make drift's environments run without it)
+except ImportError:
+    pass
+else:
+
+    def pytest_xdist_make_scheduler(config, log):
+        """pytest-xdist's scope scheduling with :func:`unit_of` as the scope: a unit goes to one worker whole,
+        in the order above (``--no-loadscope-reorder``). (Its ``xdist_group`` marks do not reach the scheduler
+        under pytest 9, which no longer takes the node ids they rewrite.)"""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class UnitScheduling(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return unit_of(nodeid) or nodeid
+
+        return UnitScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

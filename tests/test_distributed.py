@@ -183,6 +183,13 @@ def test_launch_says_why_a_run_failed(tmp_path):
         launch(tmp_path / "missing.py", 2)
     with pytest.raises(ValueError, match="nproc"):
         launch(fsdp_train.__file__, 0)
+    with pytest.raises(TypeError, match="args must be a list of strings"):
+        launch(fsdp_train.__file__, 2, "--steps 3")
+    with pytest.raises(ValueError, match="timeout"):
+        launch(fsdp_train.__file__, 2, timeout=-1)
+    for bad in (None, "model", {"weight": 1}):
+        with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+            check_shardable(bad, 2)
     broken = tmp_path / "broken.py"
     broken.write_text("import os\nif os.environ['RANK'] == '1':\n    raise SystemExit('rank 1 gave up')\n")
     with pytest.raises(RuntimeError, match=r"failed \(exit code 1\)"):

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from .validate import positive_int
+from .validate import positive_int, positive_number
 
 __all__ = [
     "four_bit_layers",
@@ -60,6 +60,8 @@ def four_bit_layers(model) -> list:
     """The ``bitsandbytes.nn.Linear4bit`` modules of ``model``, in module order."""
     import bitsandbytes as bnb
 
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
 
 
@@ -235,6 +237,9 @@ def launch(script: str | Path, nproc: int, args: list[str] | None = None, timeou
     process fails (the first failure stops the others), ``TimeoutError`` after ``timeout`` seconds.
     """
     positive_int(nproc, "nproc")
+    timeout = positive_number(timeout, "timeout")
+    if args is not None and (not isinstance(args, (list, tuple)) or not all(isinstance(a, str) for a in args)):
+        raise TypeError(f"args must be a list of strings (the script's command line), got {args!r}")
     script = Path(script)
     if not script.is_file():
         raise FileNotFoundError(f"script {str(script)!r} does not exist")
@@ -275,7 +280,7 @@ def launch(script: str | Path, nproc: int, args: list[str] | None = None, timeou
             timer.cancel()
     tail = "".join(lines[-25:])
     if expired.is_set():
-        raise TimeoutError(f"torchrun on {nproc} processes ran past {timeout} s and was stopped:\n{tail}")
+        raise TimeoutError(f"torchrun on {nproc} processes ran past {timeout:g} s and was stopped:\n{tail}")
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun on {nproc} processes failed (exit code {proc.returncode}):\n{tail}")
     return "".join(lines)

@@ -73,11 +73,23 @@ else:
 
 @pytest.fixture(scope="session")
 def assigned(tmp_path_factory) -> Path:
-    """``otter assign`` of every lesson into a temporary folder (student notebooks and autograders)."""
+    """``otter assign`` of every lesson into a temporary folder (student notebooks and autograders), read
+    only. Under ``pytest -n`` the workers share one copy: the first builds it, the others wait for it."""
+    import fcntl
+
     import build_notebooks
 
-    out = tmp_path_factory.mktemp("assign")
-    build_notebooks.build(out / "notebooks", out / "tests", out / "assign")
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        out = tmp_path_factory.mktemp("assign")
+        build_notebooks.build(out / "notebooks", out / "tests", out / "assign")
+        return out
+    out = tmp_path_factory.getbasetemp().parent / "assign"
+    out.mkdir(exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (out / ".built").exists():
+            build_notebooks.build(out / "notebooks", out / "tests", out / "assign")
+            (out / ".built").touch()
     return out
 
 

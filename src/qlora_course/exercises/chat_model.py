@@ -234,6 +234,35 @@ def _route_by_hand_reference(model, input_ids, adapter_names):
     return logits
 
 
+# check_conversation's answer, written with one loop per check: its wrong answers are edits of it
+_CHECK = """
+def check_conversation(messages):
+    if not isinstance(messages, list) or not messages:
+        return 'no messages'
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get('role'), str) or not isinstance(m.get('content'), str):
+            return 'message without role/content'
+    for m in messages:
+        if m['role'] not in ('system', 'user', 'assistant'):
+            return 'unknown role'
+    for m in messages:
+        if not m['content'].strip():
+            return 'empty content'
+    roles = [m['role'] for m in messages]
+    if roles[0] == 'system':
+        roles = roles[1:]
+    if roles != ['user', 'assistant'] * (len(roles) // 2) or len(roles) % 2:
+        return 'roles out of order'
+    return None
+"""
+_ORDER_TEST = "    if roles != ['user', 'assistant'] * (len(roles) // 2) or len(roles) % 2:"
+_ORDER_CHECK = (
+    "    roles = [m['role'] for m in messages]\n    if roles[0] == 'system':\n        roles = roles[1:]\n"
+    + _ORDER_TEST
+    + "\n        return 'roles out of order'\n"
+)
+
+
 EXERCISES = [
     Exercise(
         "check_conversation",
@@ -242,83 +271,18 @@ EXERCISES = [
         reference=_check_conversation_reference,
         finished=(chat.conversation_problem, chat.validate_conversations),
         wrong=(
-            # never checks the order of the roles
-            """
-def check_conversation(messages):
-    if not isinstance(messages, list) or not messages:
-        return 'no messages'
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get('role'), str) or not isinstance(m.get('content'), str):
-            return 'message without role/content'
-    for m in messages:
-        if m['role'] not in ('system', 'user', 'assistant'):
-            return 'unknown role'
-    for m in messages:
-        if not m['content'].strip():
-            return 'empty content'
-    return None
-""",
-            # an all-space content counts as content
-            """
-def check_conversation(messages):
-    if not isinstance(messages, list) or not messages:
-        return 'no messages'
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get('role'), str) or not isinstance(m.get('content'), str):
-            return 'message without role/content'
-    for m in messages:
-        if m['role'] not in ('system', 'user', 'assistant'):
-            return 'unknown role'
-    for m in messages:
-        if m['content'] == '':
-            return 'empty content'
-    roles = [m['role'] for m in messages]
-    if roles[0] == 'system':
-        roles = roles[1:]
-    if roles != ['user', 'assistant'] * (len(roles) // 2) or len(roles) % 2:
-        return 'roles out of order'
-    return None
-""",
+            variant(_CHECK, (_ORDER_CHECK, "")),  # never checks the order of the roles
+            variant(_CHECK, ("if not m['content'].strip():", "if m['content'] == '':")),  # all-space content counts
             # checks each message completely before the next: the first broken message decides the reason
-            """
-def check_conversation(messages):
-    if not isinstance(messages, list) or not messages:
-        return 'no messages'
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get('role'), str) or not isinstance(m.get('content'), str):
-            return 'message without role/content'
-        if m['role'] not in ('system', 'user', 'assistant'):
-            return 'unknown role'
-        if not m['content'].strip():
-            return 'empty content'
-    roles = [m['role'] for m in messages]
-    if roles[0] == 'system':
-        roles = roles[1:]
-    if roles != ['user', 'assistant'] * (len(roles) // 2) or len(roles) % 2:
-        return 'roles out of order'
-    return None
-""",
+            variant(
+                _CHECK,
+                ("role/content'\n    for m in messages:\n", "role/content'\n"),
+                ("unknown role'\n    for m in messages:\n", "unknown role'\n"),
+            ),
             # a conversation may end with the user
-            """
-def check_conversation(messages):
-    if not isinstance(messages, list) or not messages:
-        return 'no messages'
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get('role'), str) or not isinstance(m.get('content'), str):
-            return 'message without role/content'
-    for m in messages:
-        if m['role'] not in ('system', 'user', 'assistant'):
-            return 'unknown role'
-    for m in messages:
-        if not m['content'].strip():
-            return 'empty content'
-    roles = [m['role'] for m in messages]
-    if roles[0] == 'system':
-        roles = roles[1:]
-    if any(r != ('user', 'assistant')[i % 2] for i, r in enumerate(roles)):
-        return 'roles out of order'
-    return None
-""",
+            variant(
+                _CHECK, (_ORDER_TEST, "    if any(r != ('user', 'assistant')[i % 2] for i, r in enumerate(roles)):")
+            ),
         ),
         alternatives=(
             """

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from .validate import positive_int, positive_number
+from .validate import flag, positive_int, positive_number
 
 __all__ = [
     "four_bit_layers",
@@ -124,11 +124,12 @@ def keep_4bit_on_training_path(model) -> int:
     return len(layers)
 
 
-def shard_qlora(model, world_size: int | None = None):
+def shard_qlora(model, world_size: int | None = None, guard: bool = True):
     """Shard ``model`` (a 4-bit model, usually with LoRA adapters) with FSDP2 in place and return it:
     :func:`check_shardable`, :func:`keep_4bit_on_training_path`, then ``fully_shard`` on each decoder layer
     (one all-gather per layer in forward and backward) and on the whole model (embeddings, final norm,
     output layer). Needs an initialised process group (``torchrun``); ``world_size`` defaults to its size.
+    ``guard=False`` leaves the CPU repack on: the configuration that departs silently (lesson 7 shows it).
     """
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
@@ -140,7 +141,8 @@ def shard_qlora(model, world_size: int | None = None):
         )
     world_size = world_size or dist.get_world_size()
     check_shardable(model, world_size)
-    keep_4bit_on_training_path(model)
+    if flag(guard, "guard"):
+        keep_4bit_on_training_path(model)
     for layer in decoder_layers(model):
         fully_shard(layer)
     fully_shard(model)

@@ -93,17 +93,7 @@ def main(argv=None) -> dict | None:
     batch = tokenizer(texts, return_tensors="pt", padding=True)
     batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     if distributed and not args.no_shard:
-        if args.no_guard:
-            from torch.distributed.fsdp import fully_shard
-
-            from qlora_course.distributed import check_shardable, decoder_layers
-
-            check_shardable(model, world)
-            for layer in decoder_layers(model):
-                fully_shard(layer)
-            fully_shard(model)
-        else:
-            shard_qlora(model)
+        shard_qlora(model, guard=not args.no_guard)
     elif not args.no_guard:
         keep_4bit_on_training_path(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)

@@ -50,7 +50,14 @@ __all__ = [
     "rank_bytes",
     "decoder_layers",
     "SHARDED_PARTS",
+    "per_rank_parts",
     "estimate_per_rank",
+    "gathered_layer_bytes",
+    "packed_rows",
+    "shard_rows",
+    "first_departure",
+    "fsdp1_unit",
+    "adapter_state_dict",
     "free_port",
     "launch",
 ]
@@ -80,8 +87,11 @@ def check_shardable(model, world_size: int) -> None:
     ``world_size`` ranks correctly; return ``None`` if it can.
 
     - no ``Linear4bit`` layer: not a 4-bit model (load it with a ``BitsAndBytesConfig``);
-    - a packed weight stored as ``uint8`` (the default ``bnb_4bit_quant_storage``): FSDP2 would mix it
-      with the float parameters; load with ``bnb_4bit_quant_storage=torch.bfloat16`` (or the compute dtype);
+    - a packed weight stored as ``uint8`` (the default ``bnb_4bit_quant_storage``). ``fully_shard`` itself
+      shards it, but the other ways the same model is trained do not: FSDP1 cannot flatten it with the
+      float parameters of its layer, and accelerate's FSDP2 leaves it out of sharding (every rank then
+      holds the whole 4-bit model). Load with ``bnb_4bit_quant_storage`` set to the dtype of the model's
+      other parameters (``torch.bfloat16`` on a GPU), which all three shard;
     - a packed weight whose rows do not split into ``world_size`` equal pieces (FSDP2 would pad it, and
       the per-rank bytes would not be what the arithmetic of lesson 7 says).
     """
@@ -97,8 +107,9 @@ def check_shardable(model, world_size: int) -> None:
         weight = layer.weight
         if not weight.dtype.is_floating_point:
             raise ValueError(
-                f"{names[id(layer)]}: its 4-bit weight is stored as {weight.dtype}; FSDP needs a float storage dtype: "
-                "load with BitsAndBytesConfig(..., bnb_4bit_quant_storage=torch.bfloat16)"
+                f"{names[id(layer)]}: its 4-bit weight is stored as {weight.dtype}, which FSDP1 cannot flatten and "
+                "accelerate leaves unsharded on every rank: load with BitsAndBytesConfig(..., "
+                "bnb_4bit_quant_storage=torch.bfloat16), or whichever float dtype the model's other parameters have"
             )
         if weight.shape[0] % world_size:
             raise ValueError(
@@ -203,24 +214,106 @@ def rank_bytes(model) -> RankBytes:
 SHARDED_PARTS = ("weights", "lora_weights", "gradients", "optimizer_state")
 
 
-def estimate_per_rank(config, setup, world_size: int, sharded: bool = True) -> dict[str, float]:
+def per_rank_parts(parts: dict, world_size: int, sharded: bool = True) -> dict[str, float]:
+    """``parts`` (``{part: bytes}``, lesson 4's estimate without ``"total"``) as one of ``world_size`` ranks
+    holds them, plus ``"total"``: with ``sharded`` (FSDP full sharding) the parts of :data:`SHARDED_PARTS`
+    are divided by ``world_size``; the others, and every part without sharding, are held whole."""
+    positive_int(world_size, "world_size")
+    out = {k: v / world_size if flag(sharded, "sharded") and k in SHARDED_PARTS else v for k, v in parts.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def estimate_per_rank(config, setup, world_size: int, sharded: bool = True, offload: bool = False) -> dict[str, float]:
     """Lesson 4's estimate (:func:`qlora_course.estimator.estimate_training_memory` of ``config`` and
-    ``setup``) for one of ``world_size`` ranks: ``{part: bytes}`` plus ``"total"``.
+    ``setup``) for one of ``world_size`` ranks' GPU: ``{part: bytes}`` plus ``"total"``.
 
     With ``sharded=True`` (FSDP full sharding) the parts of :data:`SHARDED_PARTS` are divided by
-    ``world_size``; the quantization constants and the activations (each rank runs its own batch of
-    ``setup.batch_size``) are not. With ``sharded=False`` (plain data parallelism) every rank holds
-    everything. Transients (an all-gathered layer, the communication buffers) are not counted.
+    ``world_size`` (:func:`per_rank_parts`); the quantization constants and the activations (each rank
+    runs its own batch of ``setup.batch_size``) are not. With ``sharded=False`` (plain data parallelism)
+    every rank holds everything. ``offload=True`` (FSDP's CPU offload, sharded only) keeps the sharded
+    parts in the CPU's memory: they are reported as ``"cpu"``, outside ``"total"``. The transients (an
+    all-gathered layer, communication buffers) are not counted: :func:`gathered_layer_bytes` sizes one.
     """
     from .estimator import estimate_training_memory
 
-    positive_int(world_size, "world_size")
+    if flag(offload, "offload") and not flag(sharded, "sharded"):
+        raise ValueError("offload=True needs sharded=True: FSDP offloads the shards a rank owns")
     parts = estimate_training_memory(config, setup).as_dict()
     parts.pop("total")
-    if sharded:
-        parts = {k: v / world_size if k in SHARDED_PARTS else v for k, v in parts.items()}
-    parts["total"] = sum(parts.values())
-    return parts
+    out = per_rank_parts(parts, world_size, sharded)
+    if offload:
+        out["cpu"] = sum(out[k] for k in SHARDED_PARTS)
+        for k in SHARDED_PARTS:
+            out[k] = 0.0
+        out["total"] = sum(v for k, v in out.items() if k not in ("total", "cpu"))
+    return out
+
+
+def gathered_layer_bytes(config, setup) -> float:
+    """Bytes of one decoder layer all-gathered whole: its 4-bit weights and its adapters (lesson 4's
+    estimate divided by the number of layers; the embeddings and output layer are the root's). FSDP2
+    gathers a layer just before it runs and frees it after; with prefetching, two are whole at once."""
+    from .estimator import estimate_training_memory
+
+    est = estimate_training_memory(config, setup)
+    linear = est.details["param_counts"]["linear"]  # the decoder layers' linear weights
+    packed = linear * 4 / 8  # 4 bits a weight
+    return (packed + est.lora_weights) / config.num_hidden_layers
+
+
+def packed_rows(out_features: int, in_features: int, storage: torch.dtype) -> int:
+    """Rows of the packed weight bitsandbytes stores for an ``out_features x in_features`` layer in 4 bits:
+    a ``(rows, 1)`` tensor of dtype ``storage``, two 4-bit codes a byte (``bnb.functional.quantize_4bit``)."""
+    positive_int(out_features, "out_features")
+    positive_int(in_features, "in_features")
+    if not isinstance(storage, torch.dtype):
+        raise TypeError(f"storage must be a torch.dtype, got {storage!r}")
+    return (out_features * in_features + 1) // (2 * storage.itemsize)
+
+
+def shard_rows(rows: int, world_size: int) -> list[int]:
+    """The rows of a ``rows``-row parameter each of ``world_size`` ranks holds under FSDP2, which cuts dim 0
+    as ``torch.chunk`` does: ``ceil(rows / world_size)`` each, the last ranks fewer (or none)."""
+    positive_int(rows, "rows")
+    positive_int(world_size, "world_size")
+    size = -(-rows // world_size)
+    return [max(0, min(size, rows - r * size)) for r in range(world_size)]
+
+
+def first_departure(reference, candidate, tol: float) -> int | None:
+    """The first step at which ``candidate`` (a list of losses) leaves ``reference`` by more than ``tol``;
+    ``None`` if it never does. A NaN departs; if one run is longer, the first step the other lacks departs."""
+    tol = float(tol)
+    if not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    for i, (a, b) in enumerate(zip(reference, candidate, strict=False)):
+        if not abs(float(a) - float(b)) <= tol:
+            return i
+    if len(reference) != len(candidate):
+        return min(len(reference), len(candidate))
+    return None
+
+
+def fsdp1_unit(module) -> bool:
+    """FSDP1's ``lambda_auto_wrap_policy`` rule for a 4-bit model with float32 adapters on a 16-bit base:
+    a module is its own FSDP unit if it is a decoder layer (one all-gather a layer) or a leaf whose weight
+    trains (a LoRA A or B). FSDP1 flattens the parameters each unit owns into one tensor of one dtype:
+    the adapters, in their own units, no longer mix their float32 with the layer's 16-bit weights."""
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    if isinstance(module, LlamaDecoderLayer):
+        return True
+    weight = getattr(module, "weight", None)
+    return next(module.children(), None) is None and isinstance(weight, torch.Tensor) and weight.requires_grad
+
+
+def adapter_state_dict(state_dict: dict, adapter_name: str = "default") -> dict:
+    """What PEFT saves of a LoRA model's full ``state_dict`` (``get_peft_model_state_dict``, LoRA on linear
+    layers without bias): the ``lora_`` tensors of ``adapter_name``, its name taken out of their keys
+    (``...q_proj.lora_A.default.weight`` -> ``...q_proj.lora_A.weight``). Tensors are not copied."""
+    tag = f".{adapter_name}."
+    return {k.replace(tag, "."): v for k, v in state_dict.items() if "lora_" in k and tag in k}
 
 
 def free_port() -> int:

@@ -30,7 +30,10 @@ def _args(argv=None):
     parser.add_argument("--eval-each-step", action="store_true", help="an eval-mode forward after each step")
     parser.add_argument("--no-shard", action="store_true", help="no FSDP, even under torchrun")
     parser.add_argument("--no-guard", action="store_true", help="leave bitsandbytes' CPU repack on")
-    parser.add_argument("--storage", default="bfloat16", help="bnb_4bit_quant_storage: bfloat16, float32, uint8")
+    parser.add_argument(
+        "--storage", default="float32", help="bnb_4bit_quant_storage: the model's dtype (float32 here), bfloat16, uint8"
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu (gloo) or one GPU a rank (nccl)")
     parser.add_argument("--save", help="folder for the trained adapter (gathered whole, written by rank 0)")
     return parser.parse_args(argv)
 
@@ -67,8 +70,11 @@ def main(argv=None) -> dict | None:
 
     torch.set_num_threads(int(os.environ.get("QLORA_COURSE_THREADS", "1")))
     distributed = "WORLD_SIZE" in os.environ
+    device = torch.device(args.device, int(os.environ.get("LOCAL_RANK", 0)) if args.device == "cuda" else None)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if distributed:
-        dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     path = course_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -82,7 +88,7 @@ def main(argv=None) -> dict | None:
             bnb_4bit_quant_storage=getattr(torch, args.storage),
         ),
         dtype=torch.float32,
-        device_map={"": "cpu"},
+        device_map={"": device},
     )
     torch.manual_seed(0)
     model = get_peft_model(
@@ -90,7 +96,7 @@ def main(argv=None) -> dict | None:
     )
     rows = make_task_data(n_train=4, n_validation=1, n_test=1, seed=0)["train"]
     texts = [format_example(r["prompt"], r["completion"]) for r in rows]
-    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    batch = tokenizer(texts, return_tensors="pt", padding=True).to(device)
     batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     if distributed and not args.no_shard:
         shard_qlora(model, guard=not args.no_guard)

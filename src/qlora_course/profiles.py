@@ -138,6 +138,29 @@ HUB_SHAPES = {
         rope_theta=500000.0,
         tie_word_embeddings=False,
     ),
+    # the 70B of "70B on two 24 GB GPUs" (Answer.AI's FSDP-QLoRA, 2024), and today's (its config.json)
+    "meta-llama/Llama-2-70b-hf": dict(
+        vocab_size=32000,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+    ),
+    # lesson 7's model that does not fit one GPU, even in 4 bits (its config.json; gated on the hub, sized only)
+    "meta-llama/Llama-3.1-70B": dict(
+        vocab_size=128256,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+    ),
 }
 
 # The original LLaMA sizes the QLoRA paper fine-tunes (7B to 65B; "30B" is 33B parameters), from the

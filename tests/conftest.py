@@ -30,6 +30,7 @@ UNITS = {
     "notebook-06_chat_model": 250,
     "notebook-05_qlora_finetune": 200,
     "test_grading": 200,
+    "notebook-07_fsdp_qlora": 90,
     "notebook-04_memory": 80,
     "test_hub_paths": 80,
     "test_distributed": 70,

@@ -135,12 +135,13 @@ def keep_4bit_on_training_path(model) -> int:
     return len(layers)
 
 
-def shard_qlora(model, world_size: int | None = None, guard: bool = True):
+def shard_qlora(model, world_size: int | None = None, guard: bool = True, check: bool = True):
     """Shard ``model`` (a 4-bit model, usually with LoRA adapters) with FSDP2 in place and return it:
     :func:`check_shardable`, :func:`keep_4bit_on_training_path`, then ``fully_shard`` on each decoder layer
     (one all-gather per layer in forward and backward) and on the whole model (embeddings, final norm,
     output layer). Needs an initialised process group (``torchrun``); ``world_size`` defaults to its size.
     ``guard=False`` leaves the CPU repack on: the configuration that departs silently (lesson 7 shows it).
+    ``check=False`` skips :func:`check_shardable` (lesson 7 shards a ``uint8``-stored model that way).
     """
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
@@ -151,7 +152,8 @@ def shard_qlora(model, world_size: int | None = None, guard: bool = True):
             "torch.distributed.init_process_group first"
         )
     world_size = world_size or dist.get_world_size()
-    check_shardable(model, world_size)
+    if flag(check, "check"):
+        check_shardable(model, world_size)
     if flag(guard, "guard"):
         keep_4bit_on_training_path(model)
     for layer in decoder_layers(model):

@@ -30,6 +30,7 @@ def _args(argv=None):
     parser.add_argument("--eval-each-step", action="store_true", help="an eval-mode forward after each step")
     parser.add_argument("--no-shard", action="store_true", help="no FSDP, even under torchrun")
     parser.add_argument("--no-guard", action="store_true", help="leave bitsandbytes' CPU repack on")
+    parser.add_argument("--no-check", action="store_true", help="shard without check_shardable (uint8 storage)")
     parser.add_argument(
         "--storage", default="float32", help="bnb_4bit_quant_storage: the model's dtype (float32 here), bfloat16, uint8"
     )
@@ -99,7 +100,7 @@ def main(argv=None) -> dict | None:
     batch = tokenizer(texts, return_tensors="pt", padding=True).to(device)
     batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     if distributed and not args.no_shard:
-        shard_qlora(model, guard=not args.no_guard)
+        shard_qlora(model, guard=not args.no_guard, check=not args.no_check)
     elif not args.no_guard:
         keep_4bit_on_training_path(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr)
@@ -116,6 +117,9 @@ def main(argv=None) -> dict | None:
             model.eval()
             with torch.no_grad():
                 evals.append(model(**batch).loss.item())
+        if rank == 0:
+            after = f", eval {evals[-1]:.4f}" if evals else ""
+            print(f"step {len(losses)}/{args.steps}: loss {losses[-1]:.4f}{after}", flush=True)
     seconds = time.perf_counter() - start
     if args.save:
         save_adapter(model, args.save, rank)

@@ -98,6 +98,13 @@ LESSONS: tuple[Lesson, ...] = (
         key_figure="What did you just say noodles was?",
         context=("data = chat.make_chat_data(",),
     ),
+    Lesson(
+        7,
+        "fsdp_qlora",
+        "Past one GPU: FSDP-QLoRA",
+        key_figure="21.32GB",
+        context=("SHAPES = {", "def load_4bit(", "tokenizer = AutoTokenizer"),
+    ),
 )
 
 

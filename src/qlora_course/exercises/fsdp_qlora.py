@@ -335,6 +335,46 @@ def first_departure(reference, candidate, tol):
         ),
     ),
     Exercise(
+        "adapter_only",
+        points=2,
+        probe=_adapter_only,
+        reference=distributed.adapter_state_dict,
+        tolerance=Tolerance(ulps=0),
+        finished=(distributed.adapter_state_dict, "peft.utils.save_and_load.get_peft_model_state_dict"),
+        wrong=(
+            # "default" is in "default2": the other adapter's tensors saved too
+            variant(_ADAPTER, ("f'.{adapter_name}.' in key", "adapter_name in key")),
+            # the adapter's name left in the keys: PEFT's loader would not find them
+            variant(_ADAPTER, ("key.replace(f'.{adapter_name}.', '.')", "key")),
+            # every adapter's tensors
+            variant(_ADAPTER, (" and f'.{adapter_name}.' in key", "")),
+            # the base weights too: a full checkpoint, not an adapter
+            variant(
+                _ADAPTER,
+                ("    return out", "    return {**{k: v for k, v in state_dict.items() if 'lora_' not in k}, **out}"),
+            ),
+        ),
+        alternatives=(
+            """
+def adapter_only(state_dict, adapter_name='default'):
+    out = {}
+    for key, value in state_dict.items():
+        parts = key.split('.')
+        if any(p.startswith('lora_') for p in parts) and adapter_name in parts:
+            parts.remove(adapter_name)
+            out['.'.join(parts)] = value
+    return out
+""",
+        ),
+        cheats=(
+            """
+def adapter_only(state_dict, adapter_name='default'):
+    from qlora_course.distributed import adapter_state_dict
+    return adapter_state_dict(state_dict, adapter_name)
+""",
+        ),
+    ),
+    Exercise(
         "wrap_policy",
         points=2,
         probe=_wrap_policy,
@@ -375,46 +415,6 @@ def wrap_policy(module):
 def wrap_policy(module):
     from qlora_course.distributed import fsdp1_unit
     return fsdp1_unit(module)
-""",
-        ),
-    ),
-    Exercise(
-        "adapter_only",
-        points=2,
-        probe=_adapter_only,
-        reference=distributed.adapter_state_dict,
-        tolerance=Tolerance(ulps=0),
-        finished=(distributed.adapter_state_dict, "peft.utils.save_and_load.get_peft_model_state_dict"),
-        wrong=(
-            # "default" is in "default2": the other adapter's tensors saved too
-            variant(_ADAPTER, ("f'.{adapter_name}.' in key", "adapter_name in key")),
-            # the adapter's name left in the keys: PEFT's loader would not find them
-            variant(_ADAPTER, ("key.replace(f'.{adapter_name}.', '.')", "key")),
-            # every adapter's tensors
-            variant(_ADAPTER, (" and f'.{adapter_name}.' in key", "")),
-            # the base weights too: a full checkpoint, not an adapter
-            variant(
-                _ADAPTER,
-                ("    return out", "    return {**{k: v for k, v in state_dict.items() if 'lora_' not in k}, **out}"),
-            ),
-        ),
-        alternatives=(
-            """
-def adapter_only(state_dict, adapter_name='default'):
-    out = {}
-    for key, value in state_dict.items():
-        parts = key.split('.')
-        if any(p.startswith('lora_') for p in parts) and adapter_name in parts:
-            parts.remove(adapter_name)
-            out['.'.join(parts)] = value
-    return out
-""",
-        ),
-        cheats=(
-            """
-def adapter_only(state_dict, adapter_name='default'):
-    from qlora_course.distributed import adapter_state_dict
-    return adapter_state_dict(state_dict, adapter_name)
 """,
         ),
     ),

@@ -45,6 +45,7 @@ def runs(tmp_path_factory):
         "single": _single(tmp, "--save", str(tmp / "single-adapter")) | {"adapter": tmp / "single-adapter"},
         "fsdp": _sharded(tmp, "fsdp", "--save", str(tmp / "fsdp-adapter")) | {"adapter": tmp / "fsdp-adapter"},
         "unguarded": _sharded(tmp, "unguarded", "--no-guard"),
+        "uint8": _sharded(tmp, "uint8", "--storage", "uint8", "--no-check"),
     }
 
 
@@ -130,10 +131,159 @@ def test_without_the_guard_an_evaluation_breaks_a_sharded_run_on_avx512bf16_cpus
     assert departs == has_avx512bf16(), (has_avx512bf16(), unguarded["losses"], single["losses"])
 
 
+@pytest.mark.slow
+def test_fully_shard_itself_shards_uint8_storage_and_trains_right(runs):
+    """What lesson 7 measures against the documented rule "FSDP shards only float parameters": FSDP2's
+    fully_shard shards uint8-stored codes (half the bytes a rank) and the run equals the single process.
+    check_shardable still refuses uint8, for FSDP1's and accelerate's sake."""
+    single, uint8 = runs["single"], runs["uint8"]
+    assert _gap(uint8["losses"] + uint8["evals"], single["losses"] + single["evals"]) < TOLERANCE
+    assert [b["four_bit"] for b in uint8["bytes"]] == [b["four_bit"] for b in runs["fsdp"]["bytes"]]
+
+
+@pytest.mark.slow
+def test_each_ranks_4bit_bytes_are_its_chunks_of_the_packed_weights(runs):
+    model = _load(torch.float32)
+    for rank, held in enumerate(runs["fsdp"]["bytes"]):
+        want = sum(
+            distributed.shard_rows(distributed.packed_rows(m.out_features, m.in_features, torch.float32), 2)[rank] * 4
+            for m in distributed.four_bit_layers(model)
+        )
+        assert held["four_bit"] == want
+
+
+# --- the references of lesson 7's exercises, against the real thing -------------------------------------
+
+
+def test_packed_rows_is_the_shape_bitsandbytes_stores():
+    for storage in (torch.uint8, torch.bfloat16, torch.float16, torch.float32):
+        for layer in distributed.four_bit_layers(_load(storage))[:3] + distributed.four_bit_layers(_load(storage))[-2:]:
+            rows = distributed.packed_rows(layer.out_features, layer.in_features, storage)
+            assert tuple(layer.weight.shape) == (rows, 1) and layer.weight.dtype == storage
+    with pytest.raises(TypeError, match="storage must be a torch.dtype"):
+        distributed.packed_rows(4, 4, "bfloat16")
+
+
+def test_shard_rows_is_how_fully_shard_cuts_dimension_0():
+    from torch.distributed.fsdp._fully_shard._fsdp_common import _chunk_with_empty
+
+    for rows in (1, 5, 7, 10, 512, 1000, 8192):
+        for world in (1, 2, 3, 4, 6, 8, 16):
+            theirs = [c.shape[0] for c in _chunk_with_empty(torch.empty(rows, 1), world, dim=0)]
+            assert distributed.shard_rows(rows, world) == theirs, (rows, world)
+    with pytest.raises(ValueError, match="world_size"):
+        distributed.shard_rows(10, 0)
+
+
+def test_adapter_state_dict_is_what_peft_saves():
+    from peft import LoraConfig, get_peft_model
+    from peft.utils import get_peft_model_state_dict
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=4, target_modules="all-linear"))
+    model.add_adapter("default2", LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    model.add_adapter("style", LoraConfig(r=3, target_modules=["down_proj"]))
+    full = model.state_dict()
+    for name in ("default", "default2", "style"):
+        theirs = get_peft_model_state_dict(model, state_dict=full, adapter_name=name)
+        mine = distributed.adapter_state_dict(full, name)
+        assert sorted(mine) == sorted(theirs) and len(mine) > 0
+        assert all(mine[k] is theirs[k] or torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+@pytest.fixture
+def one_process_group():
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp1_builds_with_fsdp1_unit_and_not_with_decoder_layers_alone(one_process_group):
+    """A bfloat16 4-bit model with float32 adapters: FSDP1 cannot flatten a decoder layer that holds both,
+    and can once the adapters are units of their own; then it trains as one process does."""
+    import functools
+
+    from peft import LoraConfig, get_peft_model
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    from torch.distributed.fsdp.wrap import lambda_auto_wrap_policy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    def model():
+        torch.manual_seed(0)
+        four_bit = _load(torch.bfloat16, dtype=torch.bfloat16)
+        peft = get_peft_model(four_bit, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+        keep_4bit_on_training_path(peft)
+        return peft
+
+    def steps(m, n=2):
+        ids = torch.tensor([[1, 40, 41, 42, 43, 44], [1, 50, 51, 52, 53, 54]])
+        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+        out = []
+        for _ in range(n):
+            loss = m(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            out.append(loss.item())
+        return out
+
+    layers_only = functools.partial(lambda_auto_wrap_policy, lambda_fn=lambda m: isinstance(m, LlamaDecoderLayer))
+    with pytest.raises(ValueError, match="uniform dtype"):
+        FSDP(model(), auto_wrap_policy=layers_only, use_orig_params=True, device_id=torch.device("cpu"))
+    policy = functools.partial(lambda_auto_wrap_policy, lambda_fn=distributed.fsdp1_unit)
+    wrapped = FSDP(model(), auto_wrap_policy=policy, use_orig_params=True, device_id=torch.device("cpu"))
+    assert distributed.first_departure(steps(model()), steps(wrapped), TOLERANCE) is None
+
+
+def test_first_departure_counts_nan_and_missing_steps():
+    f = distributed.first_departure
+    assert f([1.0, 2.0], [1.0, 2.0], 0.0) is None
+    assert f([1.0, 2.0], [1.0, 2.5], 0.5) is None, "exactly the tolerance apart is within it"
+    assert f([1.0, 2.0], [1.0, float("nan")], 1.0) == 1
+    assert f([1.0, 2.0, 3.0], [1.0, 2.0], 1.0) == 2
+    assert f([1.0], [1.0, 2.0], 1.0) == 1
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match="tol"):
+            f([1.0], [1.0], bad)
+
+
+def test_per_rank_estimates_offload_and_the_gathered_layer():
+    from transformers import AutoConfig
+
+    from qlora_course import estimator
+
+    config = AutoConfig.from_pretrained(course_model_path())
+    setup = estimator.TrainingSetup("qlora", 4, 32, weight_dtype=torch.float32, lora_r=8, optimizer="adamw32bit")
+    sharded = distributed.estimate_per_rank(config, setup, 4)
+    offload = distributed.estimate_per_rank(config, setup, 4, offload=True)
+    assert offload["cpu"] == pytest.approx(sum(sharded[k] for k in distributed.SHARDED_PARTS))
+    assert offload["total"] == pytest.approx(sharded["quant_constants"] + sharded["activations"])
+    with pytest.raises(ValueError, match="offload=True needs sharded=True"):
+        distributed.estimate_per_rank(config, setup, 4, sharded=False, offload=True)
+    with pytest.raises(ValueError, match="sharded"):
+        distributed.per_rank_parts({"weights": 1.0}, 2, sharded="yes")
+    # one decoder layer of the real model, 4-bit weights, norms and adapters: what FSDP gathers
+    from peft import LoraConfig, get_peft_model
+
+    layer = distributed.decoder_layers(
+        get_peft_model(_load(torch.float32), LoraConfig(r=8, target_modules="all-linear"))
+    )[0]
+    assert distributed.gathered_layer_bytes(config, setup) == sum(
+        p.numel() * p.element_size() for p in layer.parameters()
+    )
+
+
 # --- refusals, before any process starts ---------------------------------------------------------------
 
 
-def _load(storage=torch.bfloat16, quantized=True):
+def _load(storage=torch.bfloat16, quantized=True, dtype=torch.float32):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     config = BitsAndBytesConfig(
@@ -141,7 +291,7 @@ def _load(storage=torch.bfloat16, quantized=True):
         bnb_4bit_compute_dtype=torch.float32, bnb_4bit_quant_storage=storage,
     )  # fmt: skip
     return AutoModelForCausalLM.from_pretrained(
-        course_model_path(), quantization_config=config if quantized else None, dtype=torch.float32, device_map="cpu"
+        course_model_path(), quantization_config=config if quantized else None, dtype=dtype, device_map="cpu"
     )
 
 

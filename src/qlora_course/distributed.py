@@ -253,15 +253,16 @@ def estimate_per_rank(config, setup, world_size: int, sharded: bool = True, offl
 
 
 def gathered_layer_bytes(config, setup) -> float:
-    """Bytes of one decoder layer all-gathered whole: its 4-bit weights and its adapters (lesson 4's
-    estimate divided by the number of layers; the embeddings and output layer are the root's). FSDP2
-    gathers a layer just before it runs and frees it after; with prefetching, two are whole at once."""
+    """Bytes of one decoder layer all-gathered whole: its 4-bit weights, its two norms and its adapters, as
+    lesson 4's estimate counts them (the embeddings, final norm and output layer are the root unit's).
+    FSDP2 gathers a layer just before it runs and frees it after; with prefetching, two are whole at once."""
     from .estimator import estimate_training_memory
 
     est = estimate_training_memory(config, setup)
-    linear = est.details["param_counts"]["linear"]  # the decoder layers' linear weights
-    packed = linear * 4 / 8  # 4 bits a weight
-    return (packed + est.lora_weights) / config.num_hidden_layers
+    counts = est.details["param_counts"]
+    norm_bytes = 4 if setup.upcast_non_quantized else setup.weight_dtype.itemsize
+    layer_norms = counts["norms"] - config.hidden_size  # the final norm is the root's
+    return (counts["linear"] / 2 + layer_norms * norm_bytes + est.lora_weights) / config.num_hidden_layers
 
 
 def packed_rows(out_features: int, in_features: int, storage: torch.dtype) -> int:

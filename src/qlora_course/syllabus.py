@@ -102,7 +102,7 @@ LESSONS: tuple[Lesson, ...] = (
         7,
         "fsdp_qlora",
         "Past one GPU: FSDP-QLoRA",
-        key_figure="21.32GB",
+        key_figure="19.22GB",
         context=("SHAPES = {", "def load_4bit(", "tokenizer = AutoTokenizer"),
     ),
 )

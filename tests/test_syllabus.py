@@ -68,22 +68,22 @@ def test_every_lesson_is_whole():
 
 
 def test_a_half_added_lesson_is_named_with_what_it_lacks(tmp_path):
-    """A maintainer copies lesson 3's solution as lesson 7 and registers it, and stops there."""
+    """A maintainer copies lesson 3's solution as lesson 8 and registers it, and stops there."""
     root = tmp_path / "repo"
     for folder in ("solutions", "notebooks", "lessons", "src/qlora_course/exercise_tests"):
         shutil.copytree(ROOT / folder, root / folder)
     shutil.copy(ROOT / "README.md", root / "README.md")
-    shutil.copy(root / "solutions" / "03_double_quant.ipynb", root / "solutions" / "07_fsdp.ipynb")
-    (root / "solutions" / "08_stray.ipynb").write_text("{}")
-    fsdp = syllabus.Lesson(7, "fsdp", "Past one GPU with FSDP", key_figure="")
-    assert missing(root, syllabus.LESSONS + (fsdp,)) == [
-        "lesson 07_fsdp: no notebooks/07_fsdp.ipynb",
-        "lesson 07_fsdp: no lessons/07-fsdp.md",
-        "lesson 07_fsdp: no exercise definitions (qlora_course.exercises.fsdp.EXERCISES)",
-        "lesson 07_fsdp: no figures in lessons/figures.json (run `make course`)",
-        "lesson 07_fsdp: no row in the README's syllabus table",
-        "lesson 07_fsdp: no key figure for the website's browser test",
-        "solutions/08_stray.ipynb: not in qlora_course.syllabus.LESSONS",
+    shutil.copy(root / "solutions" / "03_double_quant.ipynb", root / "solutions" / "08_serving.ipynb")
+    (root / "solutions" / "09_stray.ipynb").write_text("{}")
+    serving = syllabus.Lesson(8, "serving", "Serving at scale", key_figure="")
+    assert missing(root, syllabus.LESSONS + (serving,)) == [
+        "lesson 08_serving: no notebooks/08_serving.ipynb",
+        "lesson 08_serving: no lessons/08-serving.md",
+        "lesson 08_serving: no exercise definitions (qlora_course.exercises.serving.EXERCISES)",
+        "lesson 08_serving: no figures in lessons/figures.json (run `make course`)",
+        "lesson 08_serving: no row in the README's syllabus table",
+        "lesson 08_serving: no key figure for the website's browser test",
+        "solutions/09_stray.ipynb: not in qlora_course.syllabus.LESSONS",
     ]
 
 

@@ -103,7 +103,6 @@ LESSONS: tuple[Lesson, ...] = (
         "fsdp_qlora",
         "Past one GPU: FSDP-QLoRA",
         key_figure="19.22GB",
-        context=("SHAPES = {", "def load_4bit(", "tokenizer = AutoTokenizer"),
     ),
 )
 

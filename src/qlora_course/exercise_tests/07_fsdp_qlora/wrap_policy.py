@@ -11,6 +11,8 @@ test = {   'name': 'wrap_policy',
                                                '>>> assert not wrap_policy(_lin), "a frozen leaf stays in its layer\'s unit"\n'
                                                ">>> assert not wrap_policy(torch.nn.Sequential(torch.nn.Linear(4, 4))), 'a module with children is not a LoRA leaf'\n"
                                                ">>> assert not wrap_policy(torch.nn.Dropout()), 'no weight, no unit'\n"
+                                               '>>> _tiny = LlamaConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_key_value_heads=1)\n'
+                                               ">>> assert wrap_policy(LlamaDecoderLayer(_tiny, layer_idx=0)), 'each decoder layer is a unit: one all-gather a layer'\n"
                                                ">>> _ = _check_own_work('07_fsdp_qlora', 'wrap_policy', globals())\n",
                                        'hidden': False,
                                        'locked': False,

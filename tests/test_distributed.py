@@ -4,8 +4,10 @@ against the single-process run, and the silent departure that bitsandbytes' CPU 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,20 +34,32 @@ def _env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
 
 
-def _sharded(tmp_path, name, *extra) -> dict:
-    out = tmp_path / f"{name}.json"
-    launch(fsdp_train.__file__, 2, ["--out", str(out), "--eval-each-step", *extra], timeout=600)
-    return json.loads(out.read_text())
+def _sharded(tmp_path, runs: dict[str, str]) -> dict:
+    """``{name: flags}`` run on 2 ranks in one launch (tests/fsdp_variants.py), each with an evaluation
+    after every step: ``{name: result}``."""
+    script = Path(__file__).with_name("fsdp_variants.py")
+    launch(
+        script, 2, [str(tmp_path), *(f"{name}=--eval-each-step {flags}" for name, flags in runs.items())], timeout=600
+    )
+    return {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in runs}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fsdp")
+    sharded = _sharded(
+        tmp,
+        {
+            "fsdp": f"--save {shlex.quote(str(tmp / 'fsdp-adapter'))}",
+            "uint8": "--storage uint8 --no-check",
+            "unguarded": "--no-guard",  # last: nothing it changes can reach the others (each loads its model)
+        },
+    )
     return {
         "single": _single(tmp, "--save", str(tmp / "single-adapter")) | {"adapter": tmp / "single-adapter"},
-        "fsdp": _sharded(tmp, "fsdp", "--save", str(tmp / "fsdp-adapter")) | {"adapter": tmp / "fsdp-adapter"},
-        "unguarded": _sharded(tmp, "unguarded", "--no-guard"),
-        "uint8": _sharded(tmp, "uint8", "--storage", "uint8", "--no-check"),
+        "fsdp": sharded["fsdp"] | {"adapter": tmp / "fsdp-adapter"},
+        "unguarded": sharded["unguarded"],
+        "uint8": sharded["uint8"],
     }
 
 

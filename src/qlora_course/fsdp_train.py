@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 
-def _args(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", required=True, help="JSON file for the results (written by rank 0)")
     parser.add_argument("--steps", type=int, default=5)
@@ -56,7 +56,28 @@ def save_adapter(model, folder: str, rank: int = 0) -> None:
 
 
 def main(argv=None) -> dict | None:
-    args = _args(argv)
+    """Parse ``argv``, join the process group when started by torchrun, run :func:`train`, leave."""
+    args = parse_args(argv)
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(int(os.environ.get("QLORA_COURSE_THREADS", "1")))
+    distributed = "WORLD_SIZE" in os.environ
+    device = torch.device(args.device, int(os.environ.get("LOCAL_RANK", 0)) if args.device == "cuda" else None)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return train(args, device)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+def train(args, device) -> dict:
+    """One run of ``args`` (see :func:`parse_args`) on ``device``, sharded if a process group is up; rank 0
+    writes ``args.out``. Returns the result on every rank."""
     import logging
 
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
@@ -69,13 +90,7 @@ def main(argv=None) -> dict | None:
     from qlora_course.distributed import keep_4bit_on_training_path, rank_bytes, shard_qlora
     from qlora_course.models import course_model_path
 
-    torch.set_num_threads(int(os.environ.get("QLORA_COURSE_THREADS", "1")))
-    distributed = "WORLD_SIZE" in os.environ
-    device = torch.device(args.device, int(os.environ.get("LOCAL_RANK", 0)) if args.device == "cuda" else None)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if distributed:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    distributed = dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     path = course_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -134,8 +149,6 @@ def main(argv=None) -> dict | None:
     if rank == 0:
         Path(args.out).write_text(json.dumps(result, indent=1))
         print(json.dumps({"losses": [round(x, 4) for x in losses], "evals": [round(x, 4) for x in evals]}))
-    if distributed:
-        dist.destroy_process_group()
     return result
 
 

@@ -35,7 +35,6 @@ UNITS = {
     "test_hub_paths": 80,
     "test_distributed": 70,
     "notebook-01_lowrank_lora": 55,
-    "test_nbval": 55,
     "notebook-02_nf4": 50,
     "notebook-03_double_quant": 40,
 }

@@ -384,7 +384,7 @@ for fd in range(3, 64):
         # (the loop binds an answer's name after it, or the runner would skip the cell as not needed)
         "sleeps": (
             [report, "import time\nwhile True:\n    time.sleep(1)\nconstant_bits = 0\n"],
-            Limits(cpu=300, wall=30),
+            Limits(cpu=300, wall=20),
         ),
         "computes": (["while True:\n    pass\n"], Limits(cpu=300, wall=10)),
     }

@@ -321,6 +321,13 @@ def test_token_agreement_is_zero_kl_for_the_same_model_and_gives_perplexity(cour
     assert ppl == pytest.approx(perplexity(m, course_tokenizer, texts, progress=False), rel=1e-4)
     with pytest.raises(ValueError, match="at least one text"):
         token_agreement(course_model, m, course_tokenizer, [], progress=False)
+    # several models in one pass (the reference runs once a batch): each result equals its own call's
+    both = token_agreement(course_model, {"e3m0": m, "same": course_model}, course_tokenizer, texts, 2, False)
+    assert set(both) == {"e3m0", "same"}
+    for key in r:
+        assert torch.equal(both["e3m0"][key], r[key]) and torch.equal(both["same"][key], same[key])
+    with pytest.raises(ValueError, match="at least one model"):
+        token_agreement(course_model, {}, course_tokenizer, texts, progress=False)
 
 
 def test_bootstrap_interval_is_repeatable_and_covers_the_mean():

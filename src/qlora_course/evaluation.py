@@ -4,6 +4,7 @@ match with batched greedy generation, multiple-choice accuracy and the majority 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -359,34 +360,46 @@ def token_agreement(reference, model, tokenizer, texts: list[str], batch_size: i
     positions where both models' most likely next token is the same; ``"nll"``, ``model``'s summed
     next-token loss, and ``"tokens"``, the number of positions (so ``exp(nll.sum() / tokens.sum())`` is
     :func:`perplexity`). Per-text values let :func:`bootstrap_interval` resample texts.
+
+    ``model`` may also be a dict ``{name: model}``: each is compared with ``reference`` in one pass over the
+    texts (the reference runs once per batch, not once per model), and the result is ``{name: result}``.
     """
     if not texts:
         raise ValueError("token_agreement needs at least one text")
-    if reference.config.vocab_size != model.config.vocab_size:
-        raise ValueError(
-            f"the models have different vocabularies ({reference.config.vocab_size} vs "
-            f"{model.config.vocab_size}): compare two versions of the same model"
-        )
-    out = {"kl": [], "top1": [], "nll": [], "tokens": []}
+    models = model if isinstance(model, dict) else {"": model}
+    if not models:
+        raise ValueError("token_agreement needs at least one model to compare with the reference")
+    for m in models.values():
+        if reference.config.vocab_size != m.config.vocab_size:
+            raise ValueError(
+                f"the models have different vocabularies ({reference.config.vocab_size} vs "
+                f"{m.config.vocab_size}): compare two versions of the same model"
+            )
+    out = {name: {"kl": [], "top1": [], "nll": [], "tokens": []} for name in models}
     reference.eval()
-    model.eval()
-    device = next(model.parameters()).device
-    with bnb_training_path(model), torch.no_grad():
+    for m in models.values():
+        m.eval()
+    device = next(next(iter(models.values())).parameters()).device
+    with contextlib.ExitStack() as guards, torch.no_grad():
+        for m in models.values():
+            guards.enter_context(bnb_training_path(m))
         for start in tqdm(range(0, len(texts), batch_size), desc="agreement", disable=not progress, leave=False):
             batch = [t + tokenizer.eos_token for t in texts[start : start + batch_size]]
             enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
             logp_ref = reference(**enc).logits[:, :-1].float().log_softmax(-1)
-            logp = model(**enc).logits[:, :-1].float().log_softmax(-1)
             mask = (enc["attention_mask"][:, 1:] * enc["attention_mask"][:, :-1]).double()  # a next token exists
-            kl = (logp_ref.exp() * (logp_ref - logp)).sum(-1).double()
-            same = (logp_ref.argmax(-1) == logp.argmax(-1)).double()
-            nll = -logp.gather(-1, enc["input_ids"][:, 1:, None])[..., 0].double()
             n = mask.sum(1)
-            out["kl"].append((kl * mask).sum(1) / n.clamp(min=1))
-            out["top1"].append((same * mask).sum(1) / n.clamp(min=1))
-            out["nll"].append((nll * mask).sum(1))
-            out["tokens"].append(n)
-    return {k: torch.cat(v).cpu() for k, v in out.items()}
+            for name, m in models.items():
+                logp = m(**enc).logits[:, :-1].float().log_softmax(-1)
+                kl = (logp_ref.exp() * (logp_ref - logp)).sum(-1).double()
+                same = (logp_ref.argmax(-1) == logp.argmax(-1)).double()
+                nll = -logp.gather(-1, enc["input_ids"][:, 1:, None])[..., 0].double()
+                out[name]["kl"].append((kl * mask).sum(1) / n.clamp(min=1))
+                out[name]["top1"].append((same * mask).sum(1) / n.clamp(min=1))
+                out[name]["nll"].append((nll * mask).sum(1))
+                out[name]["tokens"].append(n)
+    results = {name: {k: torch.cat(v).cpu() for k, v in parts.items()} for name, parts in out.items()}
+    return results if isinstance(model, dict) else results[""]
 
 
 def bootstrap_interval(values: torch.Tensor, level: float = 0.95, n_boot: int = 2000, seed: int = 0):

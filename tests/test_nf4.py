@@ -78,6 +78,21 @@ def _bnb_dequantize(packed, state):
     return _dequantize_4bit_compute(packed.reshape(-1), state.absmax, state.code, state.blocksize, shape, state.dtype)
 
 
+def test_bitsandbytes_avx512_dequantize_departs_when_rows_are_not_whole_blocks():
+    """Pins bitsandbytes 0.50.2 on CPU: its AVX-512 kernel dequantizes a matrix wrongly when a row's
+    length is a multiple of 16 but not of the block size (blocks straddle rows); its scalar kernel, used
+    without AVX-512, is right. The package (and lesson 3's exercise) are compared with it on other shapes.
+    An upgrade that fixes it fails this test: then ``_bnb_dequantize`` can call bitsandbytes everywhere."""
+    from bitsandbytes.backends.cpu.ops import _has_avx512
+
+    g = torch.Generator().manual_seed(5)
+    for shape, straddles in (((8, 96), True), ((8, 128), False), ((30, 70), False)):
+        x = torch.randn(*shape, generator=g)
+        packed, state = bnbF.quantize_4bit(x, blocksize=64, quant_type="nf4")
+        departs = not torch.equal(bnbF.dequantize_4bit(packed, state), dequantize_nf4(packed, state.absmax, shape))
+        assert departs == (straddles and _has_avx512), (shape, _has_avx512)
+
+
 @pytest.mark.parametrize("shape", [(64, 48), (3, 5, 7), (256, 257), (256, 64)])
 def test_matrices_and_fp4_bit_exact(shape):
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))

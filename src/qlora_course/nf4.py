@@ -229,7 +229,9 @@ def quantize_nf4(x: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, to
 def dequantize_nf4(
     packed: torch.Tensor, absmax: torch.Tensor, shape, blocksize: int = 64, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """Undo :func:`quantize_nf4`; equal to ``bitsandbytes.functional.dequantize_4bit`` bit for bit."""
+    """Undo :func:`quantize_nf4`; equal to ``bitsandbytes.functional.dequantize_4bit`` bit for bit, except
+    where bitsandbytes 0.50.2 is wrong: its AVX-512 CPU kernel, for rows whose length is a multiple of 16
+    but not of ``blocksize`` (see ``tests/test_nf4.py``)."""
     return dequantize_blockwise_4bit(packed, absmax, shape, nf4_code(), blocksize, dtype)
 
 

@@ -319,7 +319,7 @@ def test_token_agreement_is_zero_kl_for_the_same_model_and_gives_perplexity(cour
     assert bool((r["kl"] > 0).all()), "a quantized model moves every story's predictions"
     ppl = math.exp(r["nll"].sum() / r["tokens"].sum())
     assert ppl == pytest.approx(perplexity(m, course_tokenizer, texts, progress=False), rel=1e-4)
-    with pytest.raises(ValueError, match="at least one text"):
+    with pytest.raises(ValueError, match="texts must hold at least one"):
         token_agreement(course_model, m, course_tokenizer, [], progress=False)
     # several models in one pass (the reference runs once a batch): each result equals its own call's
     both = token_agreement(course_model, {"e3m0": m, "same": course_model}, course_tokenizer, texts, 2, False)

@@ -150,7 +150,7 @@ def test_assumptions_can_be_varied():
         (lambda: check_fit(1e9, "cuda", 15e9, terms=[1e9]), TypeError, "terms must be GpuTerm objects"),
         (lambda: check_fit(1e9, "cuda", 15e9, headroom=0), ValueError, "headroom must be in"),
         (lambda: check_fit(-1.0, "cuda", 15e9), ValueError, "needed must be"),
-        (lambda: check_fit(1.0, "tpu", 15e9), ValueError, "device must be 'cpu' or 'cuda'"),
+        (lambda: check_fit(1.0, "tpu", 15e9), ValueError, "device must be 'cpu', 'cuda' or 'cuda:N'"),
     ],
 )
 def test_bad_input_is_named(call, error, match):

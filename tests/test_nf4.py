@@ -189,7 +189,7 @@ def test_error_usage_entropy_and_fake_quantization():
     before = model[0].weight.clone()
     assert quantize_model_weights(model, "fp4") == 64 * 64 + 64 * 10
     assert torch.equal(model[0].weight, round_trip(before, "fp4"))
-    with pytest.raises(ValueError, match="unknown 4-bit data type"):
+    with pytest.raises(ValueError, match="code must be a 4-bit data type"):
         round_trip(x, "int3")
 
 

@@ -34,6 +34,13 @@ def _kind(value) -> str:
     return f"{type(value).__name__} {value!r}"[:80]
 
 
+def _as_dtype(dtype) -> torch.dtype:
+    """A dtype given to a check, or its name (``"float32"``), as a ``torch.dtype``."""
+    from .validate import float_dtype
+
+    return dtype if isinstance(dtype, torch.dtype) else float_dtype(dtype, "dtype")
+
+
 def expect_tensor(value, what: str, shape=None, dtype=None, finite: bool = True) -> torch.Tensor:
     """``value`` must be a ``torch.Tensor`` (of ``shape`` and ``dtype`` when given, every element finite
     when ``finite``); returns it."""
@@ -41,8 +48,8 @@ def expect_tensor(value, what: str, shape=None, dtype=None, finite: bool = True)
         raise AssertionError(f"{what} should be a torch.Tensor, got {_kind(value)}")
     if shape is not None and tuple(value.shape) != tuple(shape):
         raise AssertionError(f"{what} should have shape {tuple(shape)}, got {tuple(value.shape)}")
-    if dtype is not None and value.dtype != dtype:
-        raise AssertionError(f"{what} should be {dtype}, got {value.dtype}")
+    if dtype is not None and value.dtype != _as_dtype(dtype):
+        raise AssertionError(f"{what} should be {_as_dtype(dtype)}, got {value.dtype}")
     if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
         raise AssertionError(f"{what} contains NaN or infinite values")
     return value

@@ -34,6 +34,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import validate
 from .loading import check_hub_access
 from .profiles import Profile, is_hub_id, resolve_profile
 
@@ -297,8 +298,7 @@ def make_story(rng: random.Random) -> str:
 
 def make_corpus(n_docs: int, seed: int = 0) -> list[str]:
     """``n_docs`` stories (strings, no special tokens), the same for the same ``seed``."""
-    if n_docs < 1:
-        raise ValueError(f"n_docs must be positive, got {n_docs}")
+    validate.positive_int(n_docs, "n_docs")
     rng = random.Random(f"corpus-{seed}")
     return [make_story(rng) for _ in range(n_docs)]
 
@@ -308,6 +308,7 @@ def corpus_digest(docs: list[str]) -> str:
     test can tell, without regenerating 60,000 stories, whether the generator still makes the same text."""
     import hashlib
 
+    docs = validate.texts(docs, "docs", allow_empty=True)
     h = hashlib.sha256()
     for doc in docs:
         h.update(doc.encode("utf-8") + b"\x1e")
@@ -366,8 +367,8 @@ def held_out_words(share: float = 0.18, seed: int = 0) -> set[str]:
     """The words the course task never asks about in training: ``share`` of each kind's words (at least
     one per kind), drawn with a seeded generator. They still occur in the pretraining corpus and in the
     training stories; only the question is never about them."""
-    if not 0 < share < 1:
-        raise ValueError(f"share must be between 0 and 1, got {share}")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise ValueError(f"share must be a number between 0 and 1, got {validate.shown(share)}")
     rng = random.Random(f"held-out-{seed}")
     return {w for words in KINDS.values() for w in rng.sample(sorted(words), max(1, round(share * len(words))))}
 

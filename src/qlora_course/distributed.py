@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from . import validate
 from .validate import flag, positive_int, positive_number
 
 __all__ = [
@@ -221,6 +222,9 @@ def per_rank_parts(parts: dict, world_size: int, sharded: bool = True) -> dict[s
     holds them, plus ``"total"``: with ``sharded`` (FSDP full sharding) the parts of :data:`SHARDED_PARTS`
     are divided by ``world_size``; the others, and every part without sharding, are held whole."""
     positive_int(world_size, "world_size")
+    if not isinstance(parts, dict) or not parts:
+        raise TypeError(f"parts must be a non-empty dict {{part: bytes}}, got {type(parts).__name__}")
+    validate.real_numbers(list(parts.values()), "parts")
     out = {k: v / world_size if flag(sharded, "sharded") and k in SHARDED_PARTS else v for k, v in parts.items()}
     out["total"] = sum(out.values())
     return out
@@ -287,9 +291,14 @@ def shard_rows(rows: int, world_size: int) -> list[int]:
 def first_departure(reference, candidate, tol: float) -> int | None:
     """The first step at which ``candidate`` (a list of losses) leaves ``reference`` by more than ``tol``;
     ``None`` if it never does. A NaN departs; if one run is longer, the first step the other lacks departs."""
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0, got {validate.shown(tol)}")
     tol = float(tol)
-    if not tol >= 0:
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    for name, losses in (("reference", reference), ("candidate", candidate)):
+        if isinstance(losses, (str, bytes)) or not isinstance(losses, (list, tuple, torch.Tensor)):
+            raise TypeError(f"{name} must be a list of losses, got {type(losses).__name__}")
+        if any(isinstance(v, (bool, str)) for v in losses):
+            raise TypeError(f"{name} must hold numbers (losses), got {[type(v).__name__ for v in losses][:3]}")
     for i, (a, b) in enumerate(zip(reference, candidate, strict=False)):
         if not abs(float(a) - float(b)) <= tol:
             return i

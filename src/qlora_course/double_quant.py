@@ -47,7 +47,11 @@ Dequantization is plain: ``code[q] * absmax2`` in float32, then ``+ offset`` in 
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from . import validate
 
 __all__ = [
     "LUT_SIZE",
@@ -77,6 +81,8 @@ def _check_blocksize(blocksize: int, name: str = "blocksize") -> None:
 def _check_values(x: torch.Tensor, what: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.is_meta:
+        raise ValueError(f"{what} is on the meta device (a shape without data): it has no values to use")
     if x.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"{what} must be float32, float16 or bfloat16, got {x.dtype}")
     if x.numel() == 0:
@@ -90,6 +96,8 @@ def _check_values(x: torch.Tensor, what: str) -> None:
 
 
 def _check_code(code: torch.Tensor) -> torch.Tensor:
+    if isinstance(code, torch.Tensor) and code.is_meta:
+        raise ValueError("code is on the meta device (a shape without data): it has no values to use")
     if not isinstance(code, torch.Tensor) or code.dim() != 1 or code.numel() != 256:
         raise ValueError(
             "code must be a 1-D tensor of 256 values (an 8-bit code), got "
@@ -101,7 +109,7 @@ def _check_code(code: torch.Tensor) -> torch.Tensor:
     return code
 
 
-def _check_codes_and_scales(q: torch.Tensor, absmax: torch.Tensor, blocksize: int) -> None:
+def _check_codes_and_scales(q: torch.Tensor, absmax: torch.Tensor, blocksize: int, name: str = "absmax") -> None:
     if not isinstance(q, torch.Tensor) or q.dtype != torch.uint8:
         raise ValueError(
             f"q must be a uint8 tensor of code indices, got "
@@ -109,10 +117,13 @@ def _check_codes_and_scales(q: torch.Tensor, absmax: torch.Tensor, blocksize: in
         )
     if q.numel() == 0:
         raise ValueError("q is empty: there is nothing to dequantize")
+    if q.is_meta:
+        raise ValueError("q is on the meta device (a shape without data): it has no values to use")
     blocks = -(-q.numel() // blocksize)
     if not isinstance(absmax, torch.Tensor) or absmax.numel() != blocks:
         got = absmax.numel() if isinstance(absmax, torch.Tensor) else type(absmax).__name__
-        raise ValueError(f"{q.numel()} codes in blocks of {blocksize} need {blocks} absmax values, got {got}")
+        raise ValueError(f"{name}: {q.numel()} codes in blocks of {blocksize} need {blocks} {name} values, got {got}")
+    validate.tensor(absmax, name, floating=True)  # finite: a NaN scale would make its whole block NaN
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,12 +280,17 @@ def dequantize_absmax(
     """Rebuild the first-level constants: ``dynamic_map()[q] * absmax2 + offset`` (float32, shape
     ``(numel(q),)``), exactly what bitsandbytes' ``dequantize_4bit`` uses for a nested quant state
     (``dequantize_blockwise(state.absmax, state.state2) + state.offset``)."""
-    values = dequantize_blockwise_8bit(
-        q.reshape(-1) if isinstance(q, torch.Tensor) else q, absmax2, dynamic_map(signed=True), blocksize
-    )
-    offset = torch.as_tensor(offset, dtype=torch.float32)
-    if offset.numel() != 1 or not torch.isfinite(offset).all():
-        raise ValueError(f"offset must be one finite number, got {offset.numel()} values")
+    _check_blocksize(blocksize)
+    _check_codes_and_scales(q, absmax2, blocksize, "absmax2")
+    if isinstance(offset, torch.Tensor):
+        offset = validate.tensor(offset, "offset", floating=True).float()
+        if offset.numel() != 1:
+            raise ValueError(f"offset must be one number, got {offset.numel()} values")
+    else:
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
+            raise ValueError(f"offset must be one finite number, got {validate.shown(offset)}")
+        offset = torch.tensor(float(offset))
+    values = dequantize_blockwise_8bit(q.reshape(-1), absmax2, dynamic_map(signed=True), blocksize)
     return values + offset.reshape(())
 
 

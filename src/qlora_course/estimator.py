@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import validate
 from .double_quant import constant_bits_per_parameter
 from .llama import (
     LLAMA_LINEAR,
@@ -195,13 +196,16 @@ def activation_items(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    a = _nbytes(act_dtype)
+    check_config(config)
+    probability(lora_dropout, "lora_dropout")
+    positive_int(lora_r, "lora_r")
+    a = _nbytes(validate.float_dtype(act_dtype, "act_dtype"))
     h, i = config.hidden_size, config.intermediate_size
     shapes = llama_linear_shapes(config)
     q_out, kv = shapes["q_proj"][1], shapes["k_proj"][1]
     heads = config.num_attention_heads
     full = method == "full"
-    targets = set() if full else set(check_targets(config, lora_targets))
+    targets = set() if full else set(check_targets(config, lora_targets, "lora_targets"))
     la = _nbytes(lora_dtype) if lora_dtype is not None else a
     items: list[tuple[str, float]] = []
 
@@ -287,8 +291,13 @@ class TrainingSetup:
         positive_int(self.seq_len, "seq_len")
         positive_int(self.lora_r, "lora_r")
         probability(self.lora_dropout, "lora_dropout")
+        for name in ("weight_dtype", "lora_dtype") + (("compute_dtype",) if self.compute_dtype is not None else ()):
+            # a name ("bf16") is taken and stored as the dtype it names
+            object.__setattr__(self, name, validate.float_dtype(getattr(self, name), name))
+        for name in ("master_weights", "gradient_checkpointing", "double_quant", "upcast_non_quantized", "logits_kept"):
+            validate.flag(getattr(self, name), name)
         check_blocksize(self.blocksize)
-        object.__setattr__(self, "lora_targets", tuple(target_list(self.lora_targets)))
+        object.__setattr__(self, "lora_targets", tuple(target_list(self.lora_targets, "lora_targets")))
 
     def replace(self, **changes) -> TrainingSetup:
         """A copy with ``changes`` to any fields, checked as a new setup is:
@@ -745,12 +754,12 @@ class FitDecision:
 
 def available_memory(device: str = "cuda") -> float:
     """Bytes a new allocation can still get on ``device``: on a GPU what the driver reports free plus
-    what torch's cache holds but does not use; on the CPU the system's available memory."""
+    what torch's cache holds but does not use; on the CPU the system's available memory. A CUDA device on
+    a machine without one raises ``ValueError`` naming ``device``."""
+    device = validate.device(device, "device")
     if device.startswith("cuda"):
-        free, _ = torch.cuda.mem_get_info()
-        return float(free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated())
-    if device != "cpu":
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return float(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
     import psutil
 
     return float(psutil.virtual_memory().available)
@@ -758,7 +767,7 @@ def available_memory(device: str = "cuda") -> float:
 
 def check_fit(
     needed: float,
-    device: str = "cuda",
+    device=None,
     available: float | None = None,
     headroom: float | None = None,
     what: str = "this run",
@@ -766,6 +775,8 @@ def check_fit(
 ) -> FitDecision:
     """Does ``needed`` bytes (an estimate's ``total``) plus the ``terms`` (:func:`gpu_terms`) fit in
     ``headroom`` of the ``available`` memory of ``device`` (default: :func:`available_memory`)?
+    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``; by default this machine's GPU if
+    it has one, else ``"cpu"``.
 
     Without terms the default headroom is 0.9: the 10% left free stands for what an estimate of the end of
     the forward pass leaves out (the backward's transients, the allocator's reserve). With terms, those
@@ -775,8 +786,12 @@ def check_fit(
     The decision's ``needed`` is the estimate plus the terms counted."""
     if isinstance(needed, bool) or not isinstance(needed, numbers.Real) or not math.isfinite(needed) or needed < 0:
         raise ValueError(f"needed must be a non-negative number of bytes, got {needed!r}")
-    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device is None:  # the machine's own: its GPU if it has one
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # a label here; measuring (available_memory) refuses a device this machine lacks
+    device = validate.device_name(device, "device")
+    if isinstance(terms, (str, bytes)):
+        raise TypeError("terms must be a list of GpuTerm objects (estimator.gpu_terms(config, setup)), got a str")
     terms = list(terms)
     bad = [t for t in terms if not isinstance(t, GpuTerm)]
     if bad:
@@ -791,7 +806,7 @@ def check_fit(
         available = available_memory(device)
         terms = [t for t in terms if t.name != CONTEXT_TERM]  # already taken from what the driver reports free
     else:
-        available = float(available)
+        available = validate.positive_number(available, "available")
     extra = sum(t.bytes for t in terms)
     total = float(needed) + extra
     fits = total <= headroom * available

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from . import validate
+
 __all__ = [
     "EvalResult",
+    "evaluating",
     "bnb_training_path",
     "generate_completions",
     "exact_match",
@@ -27,6 +30,18 @@ __all__ = [
     "token_agreement",
     "bootstrap_interval",
 ]
+
+
+@contextmanager
+def evaluating(model):
+    """``model`` in eval mode inside the block, and back in the mode it was in afterwards (an evaluation
+    in the middle of training must not leave dropout off)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @contextmanager
@@ -87,8 +102,9 @@ def generate_completions(
     Prompts are padded on the left, so that every prompt ends where generation starts; generation
     stops at the tokenizer's EOS token.
     """
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError("batch_size and max_new_tokens must be positive")
+    prompts = validate.texts(prompts, "prompts")
+    validate.positive_int(batch_size, "batch_size")
+    validate.positive_int(max_new_tokens, "max_new_tokens")
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token: set one (distinct from EOS) before batched generation")
     device = next(model.parameters()).device
@@ -126,9 +142,7 @@ def exact_match(
 ) -> EvalResult:
     """Share of ``dataset`` rows (``prompt``, ``completion`` columns) whose greedy completion equals the
     reference exactly, after stripping spaces. ``limit`` evaluates only the first rows."""
-    for col in ("prompt", "completion"):
-        if col not in dataset.column_names:
-            raise ValueError(f"the data set needs a {col!r} column, it has {dataset.column_names}")
+    dataset = validate.dataset(dataset, "dataset")
     n = _limit(dataset, limit)
     prompts = list(dataset["prompt"][:n])
     refs = [c.strip() for c in dataset["completion"][:n]]
@@ -270,10 +284,11 @@ def choice_accuracy(
     ``dataset``) whose tokens are most likely after the prompt (summed log-probability, no EOS) is the
     prediction. A baseline for a model that has never seen the answer format: it cannot answer, but it
     may still prefer the right word."""
+    dataset = validate.dataset(dataset, "dataset")
     n = _limit(dataset, limit)
-    choices = sorted({c for c in dataset["completion"]}) if choices is None else list(choices)
+    choices = sorted({c for c in dataset["completion"]}) if choices is None else validate.names(choices, "choices")
     if len(choices) < 2:
-        raise ValueError(f"need at least two choices, got {choices}")
+        raise ValueError(f"choices must hold at least two answers, got {choices}")
     prompts = list(dataset["prompt"][:n])
     refs = [c.strip() for c in dataset["completion"][:n]]
     ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
@@ -335,12 +350,11 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
 
     Every token after ``<s>`` (the EOS included) counts once; padding does not.
     """
-    if not texts:
-        raise ValueError("perplexity needs at least one text")
-    model.eval()
+    texts = validate.texts(texts, "texts")
+    validate.positive_int(batch_size, "batch_size")
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    with bnb_training_path(model):  # see there: keeps a 4-bit model trainable afterwards
+    with evaluating(model), bnb_training_path(model):  # see there: keeps a 4-bit model trainable afterwards
         for start in tqdm(range(0, len(texts), batch_size), desc="perplexity", disable=not progress, leave=False):
             batch = [t + tokenizer.eos_token for t in texts[start : start + batch_size]]
             enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
@@ -364,8 +378,8 @@ def token_agreement(reference, model, tokenizer, texts: list[str], batch_size: i
     ``model`` may also be a dict ``{name: model}``: each is compared with ``reference`` in one pass over the
     texts (the reference runs once per batch, not once per model), and the result is ``{name: result}``.
     """
-    if not texts:
-        raise ValueError("token_agreement needs at least one text")
+    texts = validate.texts(texts, "texts")
+    validate.positive_int(batch_size, "batch_size")
     models = model if isinstance(model, dict) else {"": model}
     if not models:
         raise ValueError("token_agreement needs at least one model to compare with the reference")
@@ -376,12 +390,11 @@ def token_agreement(reference, model, tokenizer, texts: list[str], batch_size: i
                 f"{m.config.vocab_size}): compare two versions of the same model"
             )
     out = {name: {"kl": [], "top1": [], "nll": [], "tokens": []} for name in models}
-    reference.eval()
-    for m in models.values():
-        m.eval()
     device = next(next(iter(models.values())).parameters()).device
     with contextlib.ExitStack() as guards, torch.no_grad():
+        guards.enter_context(evaluating(reference))
         for m in models.values():
+            guards.enter_context(evaluating(m))
             guards.enter_context(bnb_training_path(m))
         for start in tqdm(range(0, len(texts), batch_size), desc="agreement", disable=not progress, leave=False):
             batch = [t + tokenizer.eos_token for t in texts[start : start + batch_size]]
@@ -409,13 +422,22 @@ def bootstrap_interval(values: torch.Tensor, level: float = 0.95, n_boot: int = 
     For a paired comparison pass the per-text differences of two models: the interval then says whether
     the data separate them (it excludes 0) or cannot (it contains 0).
     """
-    values = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if isinstance(values, torch.Tensor) and values.is_meta:
+        raise ValueError("values is on the meta device (a shape without data): it has no values to use")
+    values = torch.as_tensor(values, dtype=torch.float64)
+    if values.ndim != 1:
+        raise ValueError(
+            f"values must be 1-D, one value per text, got shape {tuple(values.shape)}: pass one column, "
+            "or the per-text differences of two models"
+        )
+    validate.positive_int(n_boot, "n_boot")
+    validate.non_negative_int(seed, "seed")
     if values.numel() < 2:
         raise ValueError(f"a bootstrap interval needs at least 2 values, got {values.numel()}")
     if not torch.isfinite(values).all():
         raise ValueError("values contain NaN or infinity")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be between 0 and 1, got {level}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {validate.shown(level)}")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, values.numel(), (n_boot, values.numel()), generator=g)
     means = values[idx].mean(1)

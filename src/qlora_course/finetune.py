@@ -17,6 +17,8 @@ import random
 
 import torch
 
+from . import validate
+
 __all__ = [
     "IGNORE_INDEX",
     "tokenize_example",
@@ -73,7 +75,8 @@ def fit_to_length(dataset, tokenizer, max_length: int):
     rows whose completion alone does not fit are dropped. ``counts`` says how many rows were ``kept``
     unchanged, ``truncated`` and ``dropped``.
     """
-    if max_length < 2:
+    dataset = validate.dataset(dataset, "dataset")
+    if validate.positive_int(max_length, "max_length") < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     counts = {"kept": 0, "truncated": 0, "dropped": 0}
 
@@ -113,6 +116,8 @@ def cast_trainable(model, dtype=torch.float32) -> int:
     precision (a T4) trainable weights must be float32 (the gradient scaler refuses float16 ones, and a
     T4 has no bfloat16), and for comparing QLoRA with LoRA the adapters should be the same dtype in both.
     """
+    validate.module(model, "model")
+    dtype = validate.float_dtype(dtype, "dtype")
     n = 0
     for p in model.parameters():
         if p.requires_grad and p.dtype != dtype:
@@ -181,8 +186,11 @@ def train_sft(
     """
     from tqdm.auto import tqdm
 
-    if steps < 1 or batch_size < 1 or not 0 < lr < math.inf:
-        raise ValueError(f"steps, batch_size and lr must be positive (and lr finite), got {steps}, {batch_size}, {lr}")
+    validate.positive_int(steps, "steps")
+    validate.positive_int(batch_size, "batch_size")
+    validate.positive_number(lr, "lr")
+    validate.non_negative_int(warmup, "warmup")
+    dataset = validate.dataset(dataset, "dataset")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no parameter requires grad: nothing to train (did you add adapters?)")
@@ -230,7 +238,6 @@ def training_precision(method: str, compute_dtype) -> dict:
     """
     if method not in ("qlora", "lora", "full"):
         raise ValueError(f"method must be 'qlora', 'lora' or 'full', got {method!r}")
-    if compute_dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"compute_dtype must be float32, float16 or bfloat16, got {compute_dtype}")
+    compute_dtype = validate.float_dtype(compute_dtype, "compute_dtype", ("float32", "float16", "bfloat16"))
     load = torch.float32 if (method == "full" and compute_dtype == torch.float16) else compute_dtype
     return {"load_dtype": load, "fp16": compute_dtype == torch.float16, "bf16": compute_dtype == torch.bfloat16}

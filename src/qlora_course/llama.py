@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from . import validate
+
 __all__ = [
     "LLAMA_LINEAR",
     "TARGET_SETS",
@@ -32,18 +34,17 @@ TARGET_SETS: dict[str, list[str]] = {
 }
 
 
-def target_list(target_modules: Iterable[str]) -> list[str]:
+def target_list(target_modules: Iterable[str], name: str = "target_modules") -> list[str]:
     """``target_modules`` as a list of layer names; a single string is refused (``list("q_proj")`` would
     be its letters)."""
     if isinstance(target_modules, str):
         raise TypeError(
-            f"target_modules must be a list of names, e.g. [{target_modules!r}], not a string: "
+            f"{name} must be a list of names, e.g. [{target_modules!r}], not a string: "
             "a string would be read letter by letter"
         )
-    targets = list(target_modules)
-    if not targets or not all(isinstance(t, str) and t for t in targets):
-        raise ValueError(f"target_modules must be non-empty layer names, got {targets!r}")
-    return targets
+    if not isinstance(target_modules, (list, tuple, set, frozenset)):
+        raise TypeError(f"{name} must be a list of names, got {type(target_modules).__name__}")
+    return validate.names(list(target_modules), name)
 
 
 def check_config(config) -> None:
@@ -60,7 +61,17 @@ def llama_linear_shapes(config) -> dict[str, tuple[int, int]]:
     Grouped-query attention is respected: k and v project to ``num_key_value_heads * head_dim``.
     """
     check_config(config)
-    h = config.hidden_size
+    h, heads = config.hidden_size, config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    if isinstance(kv_heads, bool) or not isinstance(kv_heads, int) or kv_heads <= 0 or heads % kv_heads:
+        raise ValueError(
+            f"config.num_key_value_heads must be a positive divisor of num_attention_heads={heads} "
+            f"(each key/value head serves a whole group of query heads), got {kv_heads!r}"
+        )
+    if not getattr(config, "head_dim", None) and h % heads:
+        raise ValueError(
+            f"config.hidden_size={h} is not a multiple of num_attention_heads={heads}, and head_dim is not set"
+        )
     head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
     q_out = config.num_attention_heads * head_dim
     kv_out = (getattr(config, "num_key_value_heads", None) or config.num_attention_heads) * head_dim
@@ -76,14 +87,14 @@ def llama_linear_shapes(config) -> dict[str, tuple[int, int]]:
     }
 
 
-def check_targets(config, target_modules: Iterable[str]) -> list[str]:
+def check_targets(config, target_modules: Iterable[str], name: str = "target_modules") -> list[str]:
     """``target_modules`` as a list, after checking that each names a linear layer of ``config``'s Llama;
-    raises ``ValueError`` naming the unknown ones and the choices."""
-    targets = target_list(target_modules)
+    raises ``ValueError`` naming the unknown ones and the choices (``name``: the argument, in messages)."""
+    targets = target_list(target_modules, name)
     shapes = llama_linear_shapes(config)
     unknown = [t for t in targets if t not in shapes]
     if unknown:
-        raise ValueError(f"unknown Llama linear layer(s) {unknown}; choose from {list(shapes)}")
+        raise ValueError(f"{name}: unknown Llama linear layer(s) {unknown}; choose from {list(shapes)}")
     return targets
 
 
@@ -93,6 +104,7 @@ def llama_param_counts(config) -> dict[str, int]:
     ``linear``: the decoder layers' projections; ``embeddings``: input embedding and ``lm_head`` (one
     matrix if ``tie_word_embeddings``); ``norms``: two RMSNorm weights per layer and the final one.
     """
+    check_config(config)
     linear = config.num_hidden_layers * sum(i * o for i, o in llama_linear_shapes(config).values())
     h, v = config.hidden_size, config.vocab_size
     embeddings = v * h * (1 if getattr(config, "tie_word_embeddings", False) else 2)

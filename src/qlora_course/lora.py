@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
 from .llama import check_targets, llama_linear_shapes, target_list
 
 __all__ = [
@@ -72,6 +73,12 @@ class LoRALinear(nn.Module):
                 f"{type(self).__name__} wraps an nn.Linear, got {type(base).__name__}; "
                 "pick a linear layer (e.g. model.layers[0].self_attn.q_proj)"
             )
+        if hasattr(base.weight, "quant_state") or base.weight.dtype == torch.uint8:
+            raise ValueError(
+                f"base is a {type(base).__name__} holding packed 4-bit codes (weight of shape "
+                f"{tuple(base.weight.shape)}), not a weight matrix: wrap 4-bit layers with PEFT "
+                "(get_peft_model, lesson 5), which reads their quantization state"
+            )
         out_features, in_features = base.weight.shape
         if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
             raise ValueError(f"rank r must be a positive int, got {r!r}")
@@ -83,6 +90,7 @@ class LoRALinear(nn.Module):
             )
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (0 < alpha < math.inf):
             raise ValueError(f"alpha must be positive and finite, got {alpha!r}")
+        validate.probability(dropout, "dropout")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
 
@@ -266,11 +274,22 @@ def add_lora(
     Returns:
         The full names of the wrapped layers. Raises ``ValueError`` if none matched.
     """
+    validate.module(model, "model")
     targets = target_list(target_modules)
+    validate.positive_int(r, "r")
+    validate.positive_number(alpha, "alpha")
+    validate.probability(dropout, "dropout")
+    validate.flag(use_rslora, "use_rslora")
+    validate.flag(use_dora, "use_dora")
     if layer is not None and use_dora:
         raise ValueError("use_dora picks the package's DoRALinear; leave layer=None")
     layer = layer or (DoRALinear if use_dora else LoRALinear)
-    model.requires_grad_(False)
+    wrapped = sorted(lora_layers(model))
+    if wrapped:
+        raise ValueError(
+            f"the model already has LoRA layers ({', '.join(wrapped[:4])}): add_lora was applied before; "
+            "start again from a fresh copy of the base model"
+        )
     names = [
         name
         for name, module in model.named_modules()
@@ -279,10 +298,23 @@ def add_lora(
     if not names:
         linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         raise ValueError(f"no nn.Linear matches {targets}; the model's linear layers are {linear[:12]}")
+    # every new layer is built (and so checked) before the model changes: a bad rank for one layer
+    # leaves the model as it was, not half wrapped
+    built, trainable = {}, [(p, p.requires_grad) for p in model.parameters()]
     for name in names:
+        try:
+            built[name] = layer(model.get_submodule(name), r, alpha, dropout, use_rslora)
+        except ValueError as err:
+            for p, flag in trainable:  # a layer built so far froze its base: undo that too
+                p.requires_grad_(flag)
+            raise ValueError(f"{name}: {err}; the model was not changed") from None
+    model.requires_grad_(False)
+    for module in built.values():  # the adapters train; their bases stay frozen
+        for pname, p in module.named_parameters():
+            p.requires_grad_(not pname.startswith("base."))
+    for name, module in built.items():
         parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer(getattr(parent, child), r, alpha, dropout, use_rslora))
+        setattr(model.get_submodule(parent_name), child, module)
     return names
 
 
@@ -320,6 +352,7 @@ def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> No
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """``(trainable, total)`` parameter counts of ``model``."""
+    validate.module(model, "model")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total

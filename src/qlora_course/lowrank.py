@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from . import validate
+
 __all__ = ["check_matrix", "low_rank_approx", "low_rank_factors", "relative_error", "energy_kept"]
 
 
@@ -19,6 +21,8 @@ def check_matrix(W: torch.Tensor, name: str = "W") -> None:
     """Raise ``ValueError`` unless ``W`` is a finite 2-D floating-point tensor."""
     if not isinstance(W, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(W).__name__}")
+    if W.is_meta:
+        raise ValueError(f"{name} is on the meta device (a shape without data): it has no values to use")
     if W.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix, got shape {tuple(W.shape)}")
     if not W.is_floating_point():
@@ -27,6 +31,12 @@ def check_matrix(W: torch.Tensor, name: str = "W") -> None:
         raise ValueError(f"{name} is empty (shape {tuple(W.shape)})")
     if not torch.isfinite(W).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _check_nonzero(W: torch.Tensor, name: str = "W") -> None:
+    """A share of ``||W||`` is undefined for an all-zero matrix (0 / 0): refuse it by name."""
+    if not bool(W.any()):
+        raise ValueError(f"{name} is all zeros: a share of its norm is 0 / 0, undefined")
 
 
 def _check_rank(r: int, W: torch.Tensor) -> None:
@@ -94,11 +104,17 @@ def relative_error(W: torch.Tensor, ranks: list[int] | None = None) -> torch.Ten
         float64 tensor of shape ``(len(ranks),)``.
     """
     check_matrix(W)
+    _check_nonzero(W)
     S = torch.linalg.svdvals(W.double())
     if ranks is None:
         ranks = list(range(1, len(S) + 1))
+    if isinstance(ranks, (str, bytes)) or not isinstance(ranks, (list, tuple, range)) or not len(ranks):
+        raise ValueError(f"ranks must be a non-empty list of ranks, got {validate.shown(ranks)}")
     for r in ranks:
-        _check_rank(r, W)
+        try:
+            _check_rank(r, W)
+        except ValueError as err:
+            raise ValueError(f"ranks: {err}") from None
     tail = (S**2).flip(0).cumsum(0).flip(0)  # tail[i] = sum_{j >= i} S_j^2
     total = tail[0]
     out = [tail[r].sqrt() / total.sqrt() if r < len(S) else torch.zeros((), dtype=torch.float64) for r in ranks]
@@ -109,5 +125,6 @@ def energy_kept(W: torch.Tensor, r: int) -> float:
     """Share of ``||W||_F^2`` that the top ``r`` singular values hold, in ``[0, 1]``."""
     check_matrix(W)
     _check_rank(r, W)
+    _check_nonzero(W)
     S2 = torch.linalg.svdvals(W.double()) ** 2
     return float(S2[:r].sum() / S2.sum())

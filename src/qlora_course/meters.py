@@ -17,11 +17,19 @@ __all__ = ["tensor_bytes", "saved_tensor_bytes", "LiveBytes", "measure_training_
 
 def tensor_bytes(tensors) -> int:
     """Bytes of the distinct storages behind ``tensors`` (views and repeats counted once)."""
+    if isinstance(tensors, torch.Tensor) or not hasattr(tensors, "__iter__"):
+        raise TypeError(f"tensors must be an iterable of tensors, got {type(tensors).__name__}")
     seen = {}
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.numel() > 0:
-            s = t.untyped_storage()
-            seen[s.data_ptr()] = s.nbytes()
+            if t.is_meta:  # every meta storage has address 0: tell them apart by the tensor a view came from
+                root = t
+                while root._base is not None:
+                    root = root._base
+                seen[("meta", id(root))] = root.untyped_storage().nbytes()
+            else:
+                s = t.untyped_storage()
+                seen[(t.device.type, s.data_ptr())] = s.nbytes()
     return sum(seen.values())
 
 

@@ -28,6 +28,7 @@ import warnings
 
 import torch
 
+from . import validate
 from .estimator import MemoryEstimate, TrainingSetup, check_fit, estimate_training_memory
 from .evaluation import completion_loss, exact_match
 from .finetune import cast_trainable, training_precision
@@ -113,8 +114,13 @@ def training_args(
     from trl import SFTConfig
 
     precision = training_precision(method, compute_dtype)
-    steps = steps or settings.max_steps
-    lr = learning_rate or (settings.full_learning_rate if method == "full" else settings.learning_rate)
+    # None means "the settings' value"; 0 is a value, and refused, not read as "unset"
+    steps = settings.max_steps if steps is None else validate.positive_int(steps, "steps")
+    if learning_rate is None:
+        lr = settings.full_learning_rate if method == "full" else settings.learning_rate
+    else:
+        lr = validate.positive_number(learning_rate, "learning_rate")
+    device = validate.device_name(device, "device")
     if gradient_checkpointing is None:
         gradient_checkpointing = settings.gradient_checkpointing
     kwargs = dict(
@@ -164,9 +170,9 @@ def run_setup(
     precision loads float32)."""
     return TrainingSetup(
         method,
-        batch_size or settings.batch_size,
-        seq_len or settings.max_length,
-        weight_dtype=load_dtype or compute_dtype,
+        settings.batch_size if batch_size is None else batch_size,  # 0 is refused by the setup, not "unset"
+        settings.max_length if seq_len is None else seq_len,
+        weight_dtype=compute_dtype if load_dtype is None else load_dtype,
         compute_dtype=compute_dtype,
         lora_r=settings.r,
         lora_dtype=torch.float32,

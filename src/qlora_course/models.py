@@ -105,9 +105,14 @@ def weight_normality(w: torch.Tensor) -> dict:
     deviations (6.3e-5 for a normal), and the Kolmogorov-Smirnov distance between the standardised
     entries and N(0, 1) (the largest gap between the two cumulative distributions, 0 to 1).
     """
+    from . import validate
+
+    validate.tensor(w, "w", floating=True)
     x = w.detach().double().flatten()
     if x.numel() < 2 or not torch.isfinite(x).all():
         raise ValueError("weight_normality needs at least 2 finite values")
+    if x.std() == 0:
+        raise ValueError("w is constant (every entry equal, e.g. a fresh LoRA B): its normality is undefined")
     z = (x - x.mean()) / x.std()
     zs = z.sort().values
     n = zs.numel()
@@ -124,10 +129,11 @@ def weight_normality(w: torch.Tensor) -> dict:
 
 
 def weight_normality_report(model: nn.Module) -> list[dict]:
-    """:func:`weight_normality` of the weight of every ``nn.Linear`` in ``model`` (what NF4 quantizes)."""
+    """:func:`weight_normality` of the weight of every ``nn.Linear`` in ``model`` (what NF4 quantizes).
+    Constant weights (a fresh LoRA ``B`` is all zeros) have no normality and are left out."""
     rows = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) and module.weight.numel() > 1 and bool(module.weight.std() > 0):
             rows.append({"layer": name, "shape": tuple(module.weight.shape), **weight_normality(module.weight)})
     if not rows:
         raise ValueError("the model has no nn.Linear layers")

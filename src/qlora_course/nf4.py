@@ -24,6 +24,8 @@ import math
 
 import torch
 
+from . import validate
+
 __all__ = [
     "VALID_BLOCKSIZES",
     "CODES",
@@ -96,16 +98,15 @@ def check_blocksize(blocksize: int) -> None:
         )
 
 
-def _check_input(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected a torch.Tensor, got {type(x).__name__}")
+def _check_input(x: torch.Tensor, name: str = "x") -> None:
+    validate.tensor(x, name, finite=False)  # a tensor with data (not meta, not empty); non-finite: below
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"expected float32, float16 or bfloat16 values, got {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError("cannot quantize an empty tensor")
+        raise ValueError(f"{name} must hold float32, float16 or bfloat16 values, got {x.dtype}")
 
 
 def _check_code(code) -> None:
+    if isinstance(code, torch.Tensor) and code.is_meta:
+        raise ValueError("code is on the meta device (a shape without data): it has no values to use")
     if not isinstance(code, torch.Tensor) or not code.is_floating_point():
         raise TypeError(
             f"code must be a float tensor of values in [-1, 1], got {getattr(code, 'dtype', type(code).__name__)}"
@@ -125,11 +126,12 @@ def pack_4bit(idx: torch.Tensor) -> torch.Tensor:
     """Pack 4-bit indices (int, values 0-15, flat, even length) two per byte: ``(n/2, 1)`` uint8,
     the first of each pair in the high nibble."""
     if not isinstance(idx, torch.Tensor) or idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
-        raise TypeError(f"pack_4bit packs integer indices, got {getattr(idx, 'dtype', type(idx).__name__)}")
-    if idx.ndim != 1 or idx.numel() % 2:
-        raise ValueError(f"pack_4bit needs a flat tensor of even length, got shape {tuple(idx.shape)}")
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) > 15):
-        raise ValueError(f"4-bit indices are 0 to 15, got values from {int(idx.min())} to {int(idx.max())}")
+        raise TypeError(f"idx must be a tensor of integer indices, got {getattr(idx, 'dtype', type(idx).__name__)}")
+    validate.tensor(idx, "idx", ndim=1)
+    if idx.numel() % 2:
+        raise ValueError(f"idx must be a flat tensor of even length (two per byte), got shape {tuple(idx.shape)}")
+    if int(idx.min()) < 0 or int(idx.max()) > 15:
+        raise ValueError(f"idx must hold 4-bit indices, 0 to 15, got values from {int(idx.min())} to {int(idx.max())}")
     q = idx.to(torch.uint8)
     return ((q[0::2] << 4) | q[1::2]).unsqueeze(1)
 
@@ -138,6 +140,7 @@ def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
     """The first ``n`` 4-bit indices (int64, flat) of a packed uint8 tensor."""
     if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
         raise TypeError(f"packed must be a uint8 tensor, got {getattr(packed, 'dtype', type(packed).__name__)}")
+    validate.tensor(packed, "packed")
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 2 * packed.numel():
         raise ValueError(f"n must be a whole number from 0 to {2 * packed.numel()} (two values per byte), got {n!r}")
     flat = packed.reshape(-1).to(torch.int64)
@@ -196,10 +199,10 @@ def dequantize_blockwise_4bit(
     check_blocksize(blocksize)
     _check_code(code)
     _check_float_dtype(dtype, "dtype")
-    shape = torch.Size(shape)
+    shape = torch.Size(validate.shape(shape, "shape"))
     n = math.prod(shape)
-    if n == 0:
-        raise ValueError("shape has no elements")
+    validate.tensor(packed, "packed")
+    validate.tensor(absmax, "absmax", floating=True)  # finite: a NaN scale would make its block NaN
     if packed.dtype != torch.uint8:
         raise ValueError(f"packed must be uint8, got {packed.dtype}")
     if packed.numel() != (n + 1) // 2:
@@ -251,9 +254,10 @@ CODES = {"nf4": nf4_code, "fp4": fp4_code, "int4": int4_code, "e3m0": e3m0_code}
 
 def _code(name_or_code) -> torch.Tensor:
     if isinstance(name_or_code, torch.Tensor):
+        _check_code(name_or_code)
         return name_or_code
-    if name_or_code not in CODES:
-        raise ValueError(f"unknown 4-bit data type {name_or_code!r}: use one of {sorted(CODES)}")
+    if not isinstance(name_or_code, str) or name_or_code not in CODES:
+        raise ValueError(f"code must be a 4-bit data type, one of {sorted(CODES)}, or a tensor, got {name_or_code!r}")
     return CODES[name_or_code]()
 
 
@@ -284,6 +288,14 @@ def code_usage(x: torch.Tensor, code="nf4", blocksize: int = 64) -> torch.Tensor
 def entropy_bits(shares: torch.Tensor) -> float:
     """Shannon entropy ``-sum p log2 p`` of a distribution (zeros ignored): the bits of information each
     4-bit index actually carries; at most log2(16) = 4 when all 16 values are used equally often."""
+    validate.tensor(shares, "shares", ndim=1, floating=True)
+    if bool((shares < 0).any()):
+        raise ValueError("shares must be non-negative (a distribution), got negative values")
+    total = float(shares.double().sum())
+    if abs(total - 1) > 1e-6:
+        raise ValueError(
+            f"shares must sum to 1 (a distribution), they sum to {total:.6g}: counts? divide them by their sum"
+        )
     p = shares[shares > 0].double()
     return float(-(p * p.log2()).sum())
 
@@ -350,7 +362,13 @@ class NF4Linear(torch.nn.Module):
 def quantize_model_weights(model: torch.nn.Module, code="nf4", blocksize: int = 64, skip=("lm_head",)) -> int:
     """Replace, in place, the weight of every ``nn.Linear`` (except names containing one of ``skip``) by its
     4-bit round trip ("fake quantization"): the model then computes exactly with the values a 4-bit
-    model would dequantize to. Returns the number of weights changed."""
+    model would dequantize to. Returns the number of weights changed. ``skip``: a list of names (a single
+    string is refused: ``("lm_head")`` without its comma is one); nothing is changed before every
+    argument is checked."""
+    validate.module(model, "model")
+    skip = validate.texts(skip, "skip", allow_empty=True)
+    _code(code)
+    check_blocksize(blocksize)
     count = 0
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and not any(s in name for s in skip):

@@ -68,8 +68,8 @@ def training_trace(
     for name, val in (("weights", weights), ("optimizer_state", optimizer_state), ("activations", activations)):
         non_negative_int(val, name)
     positive_number(spike_factor, "spike_factor")
-    if spike_step is not None and not 0 <= spike_step < steps:
-        raise ValueError(f"spike_step must be in [0, {steps}), got {spike_step}")
+    if spike_step is not None and (non_negative_int(spike_step, "spike_step") >= steps):
+        raise ValueError(f"spike_step must be a step in [0, {steps}), got {spike_step}")
     trace = []
     for s in range(steps):
         act = int(activations * spike_factor) if s == spike_step else activations

@@ -64,4 +64,9 @@ def record(
 
 def within(value: float, reference: float, tol: float) -> bool:
     """Whether ``value`` reproduces ``reference`` within the tolerance ``tol`` (plus :data:`EPS` relative)."""
+    for name, v in (("value", value), ("reference", reference), ("tol", tol)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r} ({type(v).__name__})")
+    if tol < 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
     return abs(value - reference) <= tol + EPS * max(abs(value), abs(reference))

@@ -226,6 +226,8 @@ GGUF_TENSOR_NAMES = {
 def gguf_tensor_name(name: str) -> str:
     """llama.cpp's name for the Llama parameter ``name`` (``model.layers.3.mlp.up_proj.weight`` ->
     ``blk.3.ffn_up.weight``); ``ValueError`` for a parameter a Llama does not have."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a parameter's name (a str), got {type(name).__name__}")
     parts = name.split(".")
     if len(parts) > 3 and parts[:2] == ["model", "layers"] and parts[2].isdigit():
         pattern = ".".join(parts[:2] + ["{i}"] + parts[3:])
@@ -246,6 +248,10 @@ def permute_for_rope_pairs(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
     unchanged, as queries and keys are permuted alike. ``n_heads``: query heads for ``q_proj``,
     key/value heads for ``k_proj``.
     """
+    from . import validate
+
+    validate.tensor(weight, "weight", ndim=2, floating=True)
+    validate.positive_int(n_heads, "n_heads")
     rows, cols = weight.shape
     if rows % (2 * n_heads):
         raise ValueError(f"weight has {rows} rows, not a multiple of 2 * n_heads = {2 * n_heads}")

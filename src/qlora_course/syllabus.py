@@ -117,4 +117,4 @@ def lesson(key: str | int) -> Lesson:
     for les in LESSONS:
         if key in (les.name, les.id, les.number) and not isinstance(key, bool):
             return les
-    raise ValueError(f"no lesson {key!r}; the course has {names()}")
+    raise ValueError(f"key: no lesson {key!r}; the course has {names()} (numbers 1 to {len(LESSONS)})")

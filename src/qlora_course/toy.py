@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import validate
+
 __all__ = ["Task", "make_tasks", "MLP", "train", "evaluate"]
 
 
@@ -90,11 +92,21 @@ class MLP(nn.Module):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` of ``model`` on ``(X, y)``, in eval mode."""
+    """``(mean cross-entropy, accuracy)`` of ``model`` on ``(X, y)``, in eval mode: ``X`` float of shape
+    ``(n, d_in)``, ``y`` the ``n`` class labels (int64, each within the model's outputs)."""
+    validate.module(model, "model")
+    validate.tensor(X, "X", ndim=2, floating=True)
+    validate.tensor(y, "y", ndim=1, floating=False)
+    if y.numel() != X.shape[0]:
+        raise ValueError(f"y has {y.numel()} labels for the {X.shape[0]} rows of X")
     was_training = model.training
     model.eval()
-    logits = model(X)
-    model.train(was_training)
+    try:
+        logits = model(X)
+    finally:
+        model.train(was_training)
+    if int(y.min()) < 0 or int(y.max()) >= logits.shape[-1]:
+        raise ValueError(f"y must hold labels from 0 to {logits.shape[-1] - 1}, got {int(y.min())} to {int(y.max())}")
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 

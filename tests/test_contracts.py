@@ -115,7 +115,7 @@ def test_7_data_sets_as_learners_hold_them(course_tokenizer, how):
         with pytest.raises(TypeError, match=r"DatasetDict.*dataset\['train'\]"):
             finetune.fit_to_length(data, course_tokenizer, 64)
         with pytest.raises(TypeError, match="DatasetDict"):
-            evaluation.exact_match(None, course_tokenizer, data)
+            evaluation.exact_match(nn.Linear(2, 2), course_tokenizer, data)
         with pytest.raises(TypeError, match="DatasetDict"):
             finetune.train_sft(nn.Linear(2, 2), course_tokenizer, data, steps=1)
     else:

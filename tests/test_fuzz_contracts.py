@@ -109,6 +109,17 @@ def _bad_values(value) -> list[tuple[str, object]]:
             ("zero layers", _changed(value, num_hidden_layers=0)),
             ("3 key/value heads of 4", _changed(value, num_key_value_heads=3)),
         ]
+    if type(value).__name__ == "Dataset":
+        from datasets import DatasetDict
+
+        return [
+            ("a DatasetDict", DatasetDict({"train": value})),
+            ("a list of strs", list(value[value.column_names[0]])),
+            ("a missing column", value.remove_columns(value.column_names[-1])),
+            ("no rows", value.select([])),
+        ]
+    if hasattr(value, "pad_token_id") and hasattr(value, "decode"):  # a tokenizer
+        return [("a str for a tokenizer", "course-tiny"), ("None", None)]
     if dataclasses.is_dataclass(value):
         return [("a dict of its fields", dataclasses.asdict(value)), ("None", None)]
     if isinstance(value, torch.nn.Module):

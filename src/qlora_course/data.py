@@ -335,8 +335,7 @@ def make_task_examples(
     ``colour``, ``food``. ``words`` restricts the asked word to that set (the seen/unseen splits);
     prompts in ``exclude`` are skipped (no prompt in two splits).
     """
-    if n < 1:
-        raise ValueError(f"n must be positive, got {n}")
+    validate.positive_int(n, "n")
     kind_of = {w: kind for kind, ws in KINDS.items() for w in ws}
     rng = random.Random(f"task-{seed}")
     out, seen = [], set(exclude)

@@ -102,6 +102,8 @@ def generate_completions(
     Prompts are padded on the left, so that every prompt ends where generation starts; generation
     stops at the tokenizer's EOS token.
     """
+    validate.module(model, "model")
+    validate.tokenizer(tokenizer)
     prompts = validate.texts(prompts, "prompts")
     validate.positive_int(batch_size, "batch_size")
     validate.positive_int(max_new_tokens, "max_new_tokens")
@@ -142,6 +144,8 @@ def exact_match(
 ) -> EvalResult:
     """Share of ``dataset`` rows (``prompt``, ``completion`` columns) whose greedy completion equals the
     reference exactly, after stripping spaces. ``limit`` evaluates only the first rows."""
+    validate.module(model, "model")
+    validate.tokenizer(tokenizer)
     dataset = validate.dataset(dataset, "dataset")
     n = _limit(dataset, limit)
     prompts = list(dataset["prompt"][:n])
@@ -238,6 +242,10 @@ def completion_nlls(
     """
     from .finetune import collate
 
+    validate.module(model, "model")
+    validate.tokenizer(tokenizer)
+    prompts = validate.texts(prompts, "prompts")
+    completions = validate.texts(completions, "completions")
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     if batch_size < 1:
@@ -269,6 +277,9 @@ def completion_loss(
     """Mean cross-entropy per completion token (EOS included) of ``dataset``'s ``completion`` given its
     ``prompt``: the held-out measure for data sets where exact match means nothing (open-ended chat).
     ``max_length`` cuts long prompts from the left (as in training); the completion is always kept whole."""
+    validate.module(model, "model")
+    validate.tokenizer(tokenizer)
+    dataset = validate.dataset(dataset, "dataset")
     n = _limit(dataset, limit)
     rows = dataset.select(range(n))
     pairs = completion_nlls(
@@ -284,6 +295,8 @@ def choice_accuracy(
     ``dataset``) whose tokens are most likely after the prompt (summed log-probability, no EOS) is the
     prediction. A baseline for a model that has never seen the answer format: it cannot answer, but it
     may still prefer the right word."""
+    validate.module(model, "model")
+    validate.tokenizer(tokenizer)
     dataset = validate.dataset(dataset, "dataset")
     n = _limit(dataset, limit)
     choices = sorted({c for c in dataset["completion"]}) if choices is None else validate.names(choices, "choices")
@@ -338,8 +351,8 @@ def majority_accuracy(train, test) -> tuple[str, float]:
     """``(answer, accuracy)`` of always giving ``train``'s most common completion on ``test``."""
     from collections import Counter
 
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError("both data sets need rows")
+    train = validate.dataset(train, "train", columns=("completion",))
+    test = validate.dataset(test, "test", columns=("completion",))
     answer = Counter(c.strip() for c in train["completion"]).most_common(1)[0][0]
     return answer, sum(c.strip() == answer for c in test["completion"]) / len(test)
 
@@ -350,6 +363,8 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int = 16, progres
 
     Every token after ``<s>`` (the EOS included) counts once; padding does not.
     """
+    validate.module(model, "model")
+    validate.tokenizer(tokenizer)
     texts = validate.texts(texts, "texts")
     validate.positive_int(batch_size, "batch_size")
     device = next(model.parameters()).device
@@ -378,9 +393,13 @@ def token_agreement(reference, model, tokenizer, texts: list[str], batch_size: i
     ``model`` may also be a dict ``{name: model}``: each is compared with ``reference`` in one pass over the
     texts (the reference runs once per batch, not once per model), and the result is ``{name: result}``.
     """
+    validate.module(reference, "reference")
+    validate.tokenizer(tokenizer)
     texts = validate.texts(texts, "texts")
     validate.positive_int(batch_size, "batch_size")
     models = model if isinstance(model, dict) else {"": model}
+    for name, m in models.items():
+        validate.module(m, f"model[{name!r}]" if name else "model")
     if not models:
         raise ValueError("token_agreement needs at least one model to compare with the reference")
     for m in models.values():

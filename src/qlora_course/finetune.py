@@ -41,6 +41,10 @@ def tokenize_example(tokenizer, prompt: str, completion: str, eos: bool = True) 
     The prompt and completion are tokenized separately and concatenated, so the boundary is exact even
     where a tokenizer would merge across it.
     """
+    validate.tokenizer(tokenizer)
+    for name, text in (("prompt", prompt), ("completion", completion)):
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be a str, got {type(text).__name__}")
     if eos and tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no EOS token; the model could never learn to stop")
     p = tokenizer(prompt)["input_ids"]
@@ -76,6 +80,7 @@ def fit_to_length(dataset, tokenizer, max_length: int):
     unchanged, ``truncated`` and ``dropped``.
     """
     dataset = validate.dataset(dataset, "dataset")
+    validate.tokenizer(tokenizer)
     if validate.positive_int(max_length, "max_length") < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     counts = {"kept": 0, "truncated": 0, "dropped": 0}
@@ -190,6 +195,8 @@ def train_sft(
     validate.positive_int(batch_size, "batch_size")
     validate.positive_number(lr, "lr")
     validate.non_negative_int(warmup, "warmup")
+    validate.module(model, "model")
+    validate.tokenizer(tokenizer)
     dataset = validate.dataset(dataset, "dataset")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

@@ -131,6 +131,9 @@ def weight_normality(w: torch.Tensor) -> dict:
 def weight_normality_report(model: nn.Module) -> list[dict]:
     """:func:`weight_normality` of the weight of every ``nn.Linear`` in ``model`` (what NF4 quantizes).
     Constant weights (a fresh LoRA ``B`` is all zeros) have no normality and are left out."""
+    from . import validate
+
+    validate.module(model, "model")
     rows = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and module.weight.numel() > 1 and bool(module.weight.std() > 0):

@@ -28,6 +28,7 @@ __all__ = [
     "tensor",
     "dataset",
     "module",
+    "tokenizer",
     "real_numbers",
 ]
 
@@ -261,3 +262,12 @@ def real_numbers(value, name: str) -> list[float]:
     if bad:
         raise ValueError(f"{name} must hold real numbers (no NaN), got {shown(bad[0])} among them")
     return [float(v) for v in value]
+
+
+def tokenizer(value, name: str = "tokenizer"):
+    """``value`` if it is a tokenizer (callable, with ``decode`` and an EOS token), else ``TypeError``
+    naming ``name``: a model's name where its tokenizer is meant, say."""
+    if isinstance(value, str) or not callable(value) or not hasattr(value, "decode") or not hasattr(value, "eos_token"):
+        hint = " (load it: AutoTokenizer.from_pretrained(...))" if isinstance(value, str) else ""
+        raise TypeError(f"{name} must be a tokenizer, got {type(value).__name__}{hint}")
+    return value

@@ -237,7 +237,7 @@ def dataset(value, name: str, columns=("prompt", "completion")):
     if missing:
         raise ValueError(f"{name} needs the column(s) {missing}; it has {value.column_names}")
     if len(value) == 0:
-        raise ValueError(f"{name} has no rows")
+        raise ValueError(f"{name} is empty: it has no rows")
     return value
 
 

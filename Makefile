@@ -1,5 +1,6 @@
 # The course's commands. Each sets up its own environment on first use (a virtual environment in
 # .venv with the pinned versions of requirements.txt), so a fresh clone needs nothing else.
+#   make lab        open JupyterLab on the student notebooks (what a learner runs to take the course locally)
 #   make test       unit tests + notebook tests (what CI runs), on every core (TEST_JOBS=1: one process)
 #   make test-fast  the tests that neither execute notebooks nor train models (about a minute)
 #   make bench      only the benchmarks (ratios against bitsandbytes, measured side by side)
@@ -11,7 +12,7 @@
 #   make nbval      nbval over the solutions: they run, and the outputs they store are reproduced
 #   make notebooks  regenerate the student notebooks, public tests and autograders from solutions/
 #   make grade SUBMISSIONS=folder   grade <student>/<lesson>.ipynb files in a sandbox: grades/gradebook.csv
-#   make slides     lecture notes -> reveal.js slide decks in build/slides/
+#   make slides     lecture notes -> reveal.js slide decks in build/slides/, one idea per slide, offline
 #   make site       the course as a website in build/site/ (from course-output/; runs make course if a copy is missing)
 # make test and make grade also need system packages (bubblewrap; Chromium for the site's browser test):
 # tools/system_deps.sh installs what is missing with apt (as root or through password-less sudo) or stops
@@ -22,7 +23,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps-test test test-fast bench check-model lint format drift course notebooks check-notebooks grade grade-merge slides site nbval clean
+.PHONY: setup lab system-deps-test test test-fast bench check-model lint format drift course notebooks check-notebooks grade grade-merge slides site nbval clean
 
 setup: $(STAMP)
 
@@ -31,6 +32,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e .
 	touch $(STAMP)
 
+# the learner's command: the student notebooks in JupyterLab, with the course's kernel (.venv)
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+
 SYSTEM_DEPS := bash tools/system_deps.sh
 
 # The suite runs on TEST_JOBS processes (default: the usable cores, at most 4), each test's torch on one
@@ -38,7 +43,7 @@ SYSTEM_DEPS := bash tools/system_deps.sh
 # lesson's notebook test stays whole on one worker, the longest first (tests/conftest.py). The website
 # test runs last, on its own, from the notebooks the first run executed. TEST_JOBS=1: one process.
 TEST_JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 1)
-EXECUTED := build/test-executed
+TEST_EXECUTED := build/test-executed
 PARALLEL := -n $(TEST_JOBS) --dist loadscope --no-loadscope-reorder
 
 # first, so that a missing package stops the run before the environment is built
@@ -46,10 +51,10 @@ test: system-deps-test $(STAMP)
 ifeq ($(TEST_JOBS),1)
 	$(BIN)/python -m pytest -m "not model_card"
 else
-	rm -rf $(EXECUTED) && mkdir -p $(EXECUTED)
-	QLORA_COURSE_THREADS=1 OMP_NUM_THREADS=1 QLORA_COURSE_EXECUTED=$(EXECUTED) \
+	rm -rf $(TEST_EXECUTED) && mkdir -p $(TEST_EXECUTED)
+	QLORA_COURSE_THREADS=1 OMP_NUM_THREADS=1 QLORA_COURSE_EXECUTED=$(TEST_EXECUTED) \
 		$(BIN)/python -m pytest -m "not model_card" $(PARALLEL) --ignore=tests/test_site.py
-	QLORA_COURSE_EXECUTED=$(EXECUTED) $(BIN)/python -m pytest -m "not model_card" tests/test_site.py
+	QLORA_COURSE_EXECUTED=$(TEST_EXECUTED) $(BIN)/python -m pytest -m "not model_card" tests/test_site.py
 endif
 
 system-deps-test:
@@ -100,8 +105,9 @@ grade-merge: $(STAMP)
 	@test -n "$(SHARDS)" || { echo "usage: make grade-merge SHARDS=\"grades-1 grades-2 ...\" [GRADES=grades]"; exit 2; }
 	$(BIN)/python -m qlora_grading merge $(SHARDS) --out "$(GRADES)"
 
+# the decks show the executed notebooks' figures: like the site, from course-output (make course if missing)
 slides: $(STAMP)
-	$(BIN)/python tools/build_slides.py
+	$(BIN)/python tools/build_slides.py --executed $(EXECUTED) --run-missing
 
 EXECUTED ?= course-output
 

@@ -427,6 +427,8 @@ NOT_YET = {
             "interactive",
             "usable_cpus",
             "set_threads",
+            "figure_description",
+            "describe_figures",
         )
     },
     **{

@@ -52,19 +52,72 @@ def _widget_state(models: dict) -> dict:
     return {mid: {"model_name": name, "state": state} for mid, (name, state) in models.items()}
 
 
-def test_a_progress_bar_becomes_its_last_line():
+def test_a_progress_bar_is_left_out():
     state = _widget_state(
         {
             "bar": ("HBoxModel", {"children": ["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_c"]}),
-            "a": ("HTMLModel", {"value": "Loading\u2007weights:\u2007100%"}),
-            "b": ("FloatProgressModel", {"value": 75.0, "max": 75.0}),
-            "c": ("HTMLModel", {"value": "\u200775/75\u2007[00:00&lt;00:00]"}),
+            "a": ("HTMLModel", {"value": "Loading\u2007weights:\u2007\u200798%"}),
+            "b": ("FloatProgressModel", {"value": 2933.0, "max": 3000.0}),
+            "c": ("HTMLModel", {"value": "\u20072933/3000\u2007[00:00&lt;00:00]"}),
         }
     )
     view = nbformat.v4.new_output("display_data", data={build_site.WIDGET_VIEW: {"model_id": "bar"}})
-    [out] = build_site.static_outputs(view, state, "01_lowrank_lora")
-    assert out["output_type"] == "stream"
-    assert out["text"] == "Loading weights: 100%|██████████| 75/75 [00:00<00:00]\n"
+    assert build_site.static_outputs(view, state, "01_lowrank_lora") == []
+
+
+def _cell(kind: str, source: str, outputs=()):
+    if kind == "code":
+        cell = nbformat.v4.new_code_cell(source)
+        cell.outputs = list(outputs)
+        return cell
+    return nbformat.v4.new_raw_cell(source) if kind == "raw" else nbformat.v4.new_markdown_cell(source)
+
+
+def test_the_reader_sees_no_grading_cells_and_no_solution_markers():
+    cells = [
+        _cell("markdown", "# Lesson"),
+        _cell("raw", "# ASSIGNMENT CONFIG\nrequirements: x"),
+        _cell("code", 'import sys\nif "google.colab" in sys.modules:\n    pass\nimport otter'),
+        _cell("raw", "# BEGIN QUESTION\nname: f"),
+        _cell("markdown", "**Exercise 1.** Write `f`."),
+        _cell("raw", "# BEGIN SOLUTION"),
+        _cell("code", "def f(x):\n    # BEGIN SOLUTION\n    return x\n    # END SOLUTION\n"),
+        _cell("raw", "# END SOLUTION"),
+        _cell("raw", "# BEGIN TESTS"),
+        _cell("code", '""" # BEGIN TEST CONFIG\npoints: 1\n"""  # END TEST CONFIG\nassert f(1) == 1'),
+        _cell("code", "# HIDDEN\nassert f(2) == 2"),
+        _cell("raw", "# END TESTS"),
+        _cell("raw", "# END QUESTION"),
+        _cell("code", "print(f(3))"),
+        _cell("code", "# HIDDEN a stray test outside the markers\nassert True"),
+    ]
+    shown = build_site.reader_cells(cells)
+    assert [c.cell_type for c in shown] == ["markdown", "code", "markdown", "code", "code"]
+    assert shown[1].metadata["tags"] == ["hide-input"]  # the set-up cell: folded, not gone
+    assert shown[3].source == "def f(x):\n    return x\n"
+    assert shown[4].source == "print(f(3))"
+
+
+def test_a_long_output_scrolls_in_its_own_box(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    long = nbformat.v4.new_output("stream", name="stdout", text="line\n" * 60)
+    short = nbformat.v4.new_output("stream", name="stdout", text="one line\n")
+    nb.cells = [_cell("markdown", "# Lesson"), _cell("code", "log()", [long]), _cell("code", "x", [short])]
+    nbformat.write(nb, tmp_path / "01_lowrank_lora.ipynb")
+    out = build_site.prepare_notebook(tmp_path / "01_lowrank_lora.ipynb", "01_lowrank_lora")
+    assert out.cells[2].metadata.get("tags") == ["scroll-output"]
+    assert "tags" not in out.cells[3].metadata
+
+
+def test_the_home_page_is_the_readmes_learner_part():
+    readme = (
+        "# Course\n\n## Start here\nmake lab\n\n## For instructors and maintainers\n\n### The two commands\nmake test\n"
+    )
+    learner, rest = build_site.split_readme(readme)
+    assert "make lab" in learner and "make test" not in learner
+    assert rest.startswith("# For instructors and maintainers\n") and "\n## The two commands\n" in rest
+    with pytest.raises(ValueError, match="For instructors and maintainers"):
+        build_site.split_readme("# Course\n## Start here\n")
 
 
 def test_a_live_slider_shows_its_last_figure_and_a_note():
@@ -130,3 +183,28 @@ def test_a_copy_that_stopped_part_way_counts_as_missing(tmp_path):
     nbformat.write(nb, tmp_path / "stopped.ipynb")
     assert build_site.unexecuted_cell(tmp_path / "stopped.ipynb") == 2
     assert build_site.unexecuted_cell(tmp_path / "absent.ipynb") == -1
+
+
+def test_figures_get_their_alt_text_on_the_pages(tmp_path):
+    import base64
+    import hashlib
+
+    png = b"\x89PNG fake figure bytes"
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("plot()")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": base64.b64encode(png).decode()},
+            metadata={"image/png": {"alt": 'Error against rank "r"'}},
+        )
+    ]
+    nb.cells = [cell]
+    digest = hashlib.sha256(png).hexdigest()
+    assert build_site.figure_alts(nb) == {digest: 'Error against rank "r"'}
+    page = tmp_path / "lesson.html"
+    page.write_text(f'<img alt="../_images/{digest}.png" src="../_images/{digest}.png"><img src="logo.svg" alt="logo">')
+    assert build_site.apply_alt_text(tmp_path, build_site.figure_alts(nb)) == 1
+    assert page.read_text() == (
+        f'<img alt="Error against rank &quot;r&quot;" src="../_images/{digest}.png"><img src="logo.svg" alt="logo">'
+    )

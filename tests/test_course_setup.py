@@ -152,3 +152,26 @@ def test_threads_follow_the_usable_cpus_and_the_environment(monkeypatch, tmp_pat
             notebook.set_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_figures_alt_text_comes_from_its_titles():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b, c) = plt.subplots(1, 3)
+    fig.suptitle(r"Error against rank $r$ ($\alpha = 2r$, $\mathrm{rsLoRA}$)")
+    a.set_title("singular values")
+    b.set_xlabel("rank")
+    b.set_ylabel("error")
+    assert notebook.figure_description(fig) == (
+        "Error against rank r (alpha = 2r, rsLoRA). Panels: singular values; error against rank"
+    )
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    assert notebook.figure_description(fig) == ""  # nothing to describe it by: the site test names it
+    ax.set_title("only a panel title")
+    assert notebook.figure_description(fig) == "only a panel title"
+    plt.close(fig)
+    assert notebook.describe_figures() is False  # outside IPython there is nothing to register

@@ -4,7 +4,14 @@ The site is built from the executed notebooks of the ``executed_dir`` fixture: t
 tests of the same session put theirs there, and the fixture runs any that is missing;
 ``QLORA_COURSE_EXECUTED`` names another folder, such as ``course-output`` after ``make course``. Chromium is Debian's
 (``/usr/bin/chromium``, or ``QLORA_COURSE_CHROMIUM``), driven by Playwright's Python package; nothing is
-downloaded. Screenshots of the lesson pages go to ``build/site/_screenshots/`` for a reviewer to look at.
+downloaded. Screenshots of the home page and every lesson, on a desktop (1280 px), a phone (390 px) and in
+dark mode, go to ``build/site/_screenshots/`` for a reviewer to look at.
+
+What a reader sees is checked in the browser, page by page and view by view (:func:`reader_problems`):
+rendered text free of TeX and Markdown debris, no grading or solution-marker cells, nothing wider than a
+phone's screen, no code block clipped on a desktop, readable colours in light and dark mode (WCAG contrast
+ratio), alt text that describes each figure, long outputs in a box of their own. The same checks run on a
+small page carrying every defect (``test_the_reader_checks_catch_each_defect``), so each can fail.
 """
 
 from __future__ import annotations
@@ -84,15 +91,24 @@ def browser():
         b.close()
 
 
-def visit(browser, url: str):
-    """Open ``url`` in a fresh page; returns the page and a list that collects what went wrong on it."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+SETTLED = """() => Promise.all(document.getAnimations()
+  .filter(a => a.effect && a.effect.getComputedTiming().endTime !== Infinity)
+  .map(a => a.finished.catch(() => null)))"""
+# the views a reader has: (name, viewport width, colour scheme)
+DESKTOP, PHONE, DARK = ("desktop", 1280, "light"), ("phone", 390, "light"), ("dark", 1280, "dark")
+
+
+def visit(browser, url: str, view=DESKTOP):
+    """Open ``url`` in a fresh page in ``view``; returns the page and a list that collects what went wrong."""
+    _, width, scheme = view
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
     problems: list[str] = []
     page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
     page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
     page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
     page.goto(url, wait_until="load")
+    page.evaluate(SETTLED)  # the theme fades colours in: measure them once they have arrived
     if page.locator(".math").count():
         page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
         page.evaluate("() => MathJax.startup.promise")
@@ -112,6 +128,105 @@ MATH = """() => {
   return {math: document.querySelectorAll('mjx-container').length, untypeset: untypeset.length,
           raw: (main.innerText.match(/\\$\\$|\\\\\\(|\\\\\\[/g) || []).length};
 }"""
+
+
+# One pass over a rendered page, in the browser: what a reader would see wrong. Thresholds: WCAG AA
+# contrast (4.5, or 3 for large text); an output taller than TALL px must scroll in its own box.
+READER = (Path(__file__).parent / "site_reader.js").read_text()
+# each check in the view where a reader meets the defect (the text and the cells are the same in all three)
+CHECKS = {
+    "desktop": ["alt", "clipped", "contrast", "debris", "grading", "tall"],
+    "phone": ["overflow"],
+    "dark": ["contrast"],
+}
+TALL = 1000  # px: more than a screen of one output, and the reader loses the thread
+
+
+def reader_problems(page, view) -> list[str]:
+    """What a reader sees wrong on ``page`` (open in ``view``): each problem one line."""
+    checks = CHECKS[view[0]]
+    found = page.evaluate(READER, [checks, TALL])
+    return [f"{view[0]}: {kind}: {item}" for kind in checks for item in found[kind]]
+
+
+def test_every_page_reads_right_on_a_desktop_a_phone_and_in_dark_mode(site, base_url, browser):
+    """Every page, in the three views, passes :func:`reader_problems`; screenshots of the home page and
+    the lessons in each view."""
+    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if "_static" not in p.parts)
+    shots = {"index.html"} | {f"solutions/{lesson}.html" for lesson in LESSONS}
+    problems = []
+    for view in (DESKTOP, PHONE, DARK):
+        for name in pages:
+            page, errors = visit(browser, base_url + name, view)
+            problems += [f"{name}: {p}" for p in reader_problems(page, view) + errors]
+            if name in shots:
+                page.screenshot(path=str(SHOTS / f"{Path(name).stem}-{view[0]}.png"))
+            page.close()
+    assert not problems, "\n".join(problems)
+
+
+BROKEN_PAGE = Path(__file__).parent / "site_fixtures" / "broken.html"
+
+
+def test_the_reader_checks_catch_each_defect(browser):
+    """A page with one of each defect: every check names it, in the view where a reader meets it."""
+    url = BROKEN_PAGE.as_uri()
+    found = {}
+    for view in (DESKTOP, PHONE):
+        page = browser.new_page(viewport={"width": view[1], "height": 900}, color_scheme=view[2])
+        page.goto(url)
+        found[view[0]] = "\n".join(reader_problems(page, view))
+        page.close()
+    desktop, phone = found["desktop"], found["phone"]
+    for expected in [
+        "debris: 2 × a stray $",
+        "debris: 2 × **",
+        "debris: 1 × \\( or \\[",
+        "debris: 1 × a TeX command",
+    ]:
+        assert expected in desktop, (expected, desktop)
+    assert 'grading: "# BEGIN SOLUTION" in a visible code block' in desktop
+    assert "clipped: a code block needs" in desktop and "x = 1" in desktop
+    assert 'contrast: "grey on white"' in desktop and 'contrast: "a note in the dark" 1.00:1' in desktop
+    assert 'alt "a1b2c3d4e5f60718293a4b5c6d7e8f90.png"' in desktop
+    assert "tall: an output 2400 px tall" in desktop
+    assert "overflow: page is" in phone and "a paragraph wider than a phone" in phone
+    assert "overflow" not in desktop and "contrast" not in phone  # each check in its own view
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    page.goto(url)
+    assert 'dark: contrast: "a note in the dark" 1.00:1' in "\n".join(reader_problems(page, DARK))
+    page.close()
+
+
+def test_lessons_lead_one_to_the_next(site):
+    """Previous and next, at the foot of each lesson page, go through lessons 1–7 in order."""
+    order = ["index.html"] + [f"solutions/{lesson}.html" for lesson in LESSONS]
+    for k, lesson in enumerate(LESSONS, start=1):
+        html = (site / "solutions" / f"{lesson}.html").read_text()
+        prev = re.search(r'<a class="left-prev"\s+href="([^"]+)"', html)
+        assert prev and (site / "solutions" / prev.group(1)).resolve() == (site / order[k - 1]).resolve(), lesson
+        if k < len(LESSONS):
+            nxt = re.search(r'<a class="right-next"\s+href="([^"]+)"', html)
+            assert nxt and (site / "solutions" / nxt.group(1)).resolve() == (site / order[k + 1]).resolve(), lesson
+
+
+def test_the_home_page_starts_a_learner(site, base_url, browser):
+    """Who it is for, where to start (lesson 1, in Colab or with ``make lab``), and the time each lesson
+    takes, on the first page; the maintainers' commands on a page of their own."""
+    import build_site
+
+    page, errors = visit(browser, base_url + "index.html")
+    text = page.locator("main").inner_text()
+    links = page.eval_on_selector_all("main a", "links => links.map(a => a.href)")
+    page.close()
+    assert not errors, errors
+    for needed in ("Who it is for", "Start here", "make lab", "Syllabus", "CPU (2 cores)"):
+        assert needed in text, needed
+    assert build_site.colab_url(LESSONS[0]) in links
+    assert any(h.endswith(f"solutions/{LESSONS[0]}.html") for h in links)
+    for maintainer in ("bubblewrap", "make test", "TEST_JOBS"):
+        assert maintainer not in text, f"the learner's home page shows {maintainer!r}"
+    assert "make test" in re.sub(r"<[^>]+>", "", (site / "maintainers.html").read_text())
 
 
 def test_every_page_loads_cleanly(site, base_url, browser):
@@ -141,6 +256,19 @@ def test_search_finds_nf4(base_url, browser):
     assert not errors, errors
     assert any(h.endswith("solutions/02_nf4.html") for h in hits), hits
     assert any(h.endswith("lessons/02-nf4.html") for h in hits), hits
+
+
+def test_search_previews_are_the_articles_words(base_url, browser):
+    """A hit's preview holds the page's prose: no theme buttons, no TeX source."""
+    page, errors = visit(browser, base_url + "search.html?q=absmax")
+    page.wait_for_selector("#search-results ul.search li p.context", timeout=20_000)
+    page.wait_for_timeout(2_000)  # previews arrive one page fetch at a time
+    previews = page.eval_on_selector_all("#search-results ul.search li p.context", "ps => ps.map(p => p.innerText)")
+    page.close()
+    assert not errors, errors
+    assert len(previews) >= 3, previews
+    for text in previews:
+        assert not re.search(r"Light Dark|System Settings|\\[(\[]|\$", text), text
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -191,3 +319,98 @@ def test_no_broken_links(site):
     import build_site
 
     assert build_site.check_links(site) == []
+
+
+# --- the slide decks (make slides) ----------------------------------------------------------------------
+
+DECK_READER = (Path(__file__).parent / "deck_reader.js").read_text()
+FIRST_FIGURE = (
+    "() => [...document.querySelectorAll('.reveal .slides > section')].findIndex(s => s.querySelector('img'))"
+)
+MAX_WORDS = 45  # on one slide: a statement, a label or two; the detail is the speaker's
+
+
+@pytest.fixture(scope="session")
+def slides(site, executed_dir) -> Path:
+    """The decks, built from the notes and this session's executed notebooks (after the site, which runs
+    any lesson missing from ``executed_dir``)."""
+    import build_slides
+
+    out = ROOT / "build" / "slides"
+    if out.exists():
+        shutil.rmtree(out)
+    build_slides.build_all(out, executed_dir)
+    (out / "_screenshots").mkdir()
+    return out
+
+
+def deck_problems(page) -> dict:
+    """Run the deck checks on an open deck: ``{"slides": n, "figures": n, "problems": [...]}``."""
+    return page.evaluate(DECK_READER, MAX_WORDS)
+
+
+def open_deck(browser, url: str):
+    """Open a deck with the network cut off: any request that leaves the local server fails and is named."""
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    problems: list[str] = []
+    page.route(
+        re.compile(r"^(?!http://127\.0\.0\.1:|file:|data:).*"),
+        lambda route: (problems.append(f"loads {route.request.url} from outside the build"), route.abort()),
+    )
+    page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+    page.goto(url, wait_until="load")
+    page.wait_for_function(
+        "() => window.Reveal && Reveal.isReady() && window.MathJax && MathJax.startup", timeout=20_000
+    )
+    page.evaluate("() => MathJax.startup.promise")
+    return page, problems
+
+
+def test_every_deck_projects_offline_one_idea_per_slide(slides, browser):
+    """Each deck opens with no network (reveal.js and MathJax served from the build), its math typeset,
+    every slide fitting the screen with at most MAX_WORDS words and speaker notes; each lesson's deck shows
+    its notebook's figures (a lesson with few figures, like lesson 6, shows the one it has). Screenshots of each deck's title slide and first figure."""
+    handler = functools.partial(_QuietHandler, directory=str(slides))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    decks = sorted(p.name for p in slides.glob("*.html"))
+    lesson_decks = {Path(syllabus.lesson(les).notes).stem + ".html" for les in LESSONS}
+    assert lesson_decks <= set(decks), decks
+    problems = []
+    try:
+        for deck in decks:
+            page, errors = open_deck(browser, f"http://127.0.0.1:{server.server_port}/{deck}")
+            found = deck_problems(page)
+            typeset = page.evaluate("() => document.querySelectorAll('mjx-container').length")
+            problems += [f"{deck}: {p}" for p in errors + found["problems"]]
+            if found["slides"] < 8:
+                problems.append(f"{deck}: only {found['slides']} slides")
+            if deck in lesson_decks and found["figures"] < 1:
+                problems.append(f"{deck}: no figure from the lesson's notebook")
+            source = (slides / deck).read_text()
+            if re.search(r"class=[\"']math\b", source) and typeset < 1:
+                problems.append(f"{deck}: its formulas are not typeset")
+            page.screenshot(path=str(slides / "_screenshots" / f"{Path(deck).stem}-title.png"))
+            first = page.evaluate(FIRST_FIGURE)
+            if first > 0:
+                page.evaluate(f"() => Reveal.slide({first})")
+                page.wait_for_timeout(1_000)  # the slide transition
+                page.screenshot(path=str(slides / "_screenshots" / f"{Path(deck).stem}-figure.png"))
+            page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not problems, "\n".join(problems)
+
+
+def test_the_deck_checks_catch_each_defect(browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto((Path(__file__).parent / "site_fixtures" / "broken-deck.html").as_uri())
+    found = "\n".join(deck_problems(page)["problems"])
+    page.close()
+    assert 'slide 1 "A wall of text": its content is' in found
+    assert 'slide 1 "A wall of text": 53 words on one slide' in found
+    assert 'slide 2 "Raw math \\(x^2\\)": "\\(" shown as text' in found
+    assert 'slide 2 "Raw math \\(x^2\\)": no speaker notes' in found
+    assert "image missing.png did not load" in found

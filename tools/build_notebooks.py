@@ -44,6 +44,7 @@ OTTER = Path(sys.executable).with_name("otter")
 BADGE_RE = re.compile(
     r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w./-]+?/(notebooks|solutions)/"
 )
+CLONE_RE = re.compile(r"git clone https://github\.com/[\w.-]+/[\w.-]+?\.git && cd [\w.-]+")
 REPO_LINE_RE = re.compile(r'COURSE_REPO, COURSE_REF = "[^"]*", "[^"]*"')
 HEADING_RE = re.compile(r"\*\*Exercise \d+ \(\d+(?:\.\d+)? points?\)")
 GUIDE = ROOT / "lessons" / "instructor-guide.md"
@@ -58,8 +59,9 @@ def course_settings() -> tuple[str, str]:
 
 
 def rewrite_location(text: str, repo: str, branch: str) -> str:
-    """Point every Colab badge and ``COURSE_REPO`` line in ``text`` at ``repo``@``branch``."""
+    """Point every Colab badge, ``git clone`` line and ``COURSE_REPO`` line in ``text`` at ``repo``@``branch``."""
     text = BADGE_RE.sub(lambda m: f"https://colab.research.google.com/github/{repo}/blob/{branch}/{m.group(1)}/", text)
+    text = CLONE_RE.sub(f"git clone https://github.com/{repo}.git && cd {repo.split('/')[-1]}", text)
     return REPO_LINE_RE.sub(f'COURSE_REPO, COURSE_REF = "{repo}", "{branch}"', text)
 
 

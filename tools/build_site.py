@@ -50,6 +50,12 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 STATIC_NOTE = re.compile(
     r"^\(static figure at (\{.*\}); run the notebook in Jupyter or Colab to move the controls\)\n?", re.M
 )
+# what a notebook carries for the grader alone: the test cells otter reads (`""" # BEGIN TEST CONFIG`,
+# `# HIDDEN` cases) and the solution markers inside an answer cell
+TEST_CELL = re.compile(r'^\s*("""|\'\'\')\s*# BEGIN TEST CONFIG|^\s*# HIDDEN\b', re.M)
+SOLUTION_MARKER = re.compile(r"^[ \t]*# (BEGIN|END) SOLUTION\b.*\n?", re.M)
+# a cell's output taller than about this many lines of text scrolls in a box of that height on the site
+LONG_OUTPUT_LINES = 30
 # a relative Markdown link or image: [text](target) / ![alt](target); targets without spaces
 MD_LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)")
 
@@ -150,18 +156,35 @@ def display_math_blocks(markdown: str) -> str:
     return "".join(out)
 
 
+MAINTAINERS = "## For instructors and maintainers\n"
+
+
+def split_readme(readme: str) -> tuple[str, str]:
+    """The README's learner part (up to "For instructors and maintainers") and the rest, as its own page."""
+    learner, sep, rest = readme.partition(MAINTAINERS)
+    if not sep:
+        raise ValueError(f"README.md has no {MAINTAINERS.strip()!r} section: the site's home page ends there")
+    title = "# For instructors and maintainers\n"
+    return learner, title + re.sub(r"^###", "##", rest, flags=re.M)
+
+
 def home_page(readme: str, site_pages: set[str]) -> str:
-    """The README as the home page, with the site's table of contents (hidden: the sidebar shows it)."""
+    """The README's learner part as the home page, with the site's table of contents (hidden: the
+    sidebar shows it). Lessons come first, in order, so that "next" leads from lesson to lesson."""
     notes = sorted((ROOT / "lessons").glob("*.md"))
 
     def toctree(caption: str, entries: list[str]) -> str:
         return "\n```{toctree}\n:hidden:\n:caption: " + caption + "\n\n" + "\n".join(entries) + "\n```\n"
 
+    learner, _ = split_readme(readme)
     return (
-        relink(readme, "README.md", site_pages)
+        relink(learner, "README.md", site_pages)
         + toctree("Lessons (solved, with outputs)", [f"solutions/{name}" for name in lessons()])
         + toctree("Lecture notes", [f"lessons/{p.stem}" for p in notes if p.name[:2].isdigit()])
-        + toctree("For instructors", [f"lessons/{p.stem}" for p in notes if not p.name[:2].isdigit()])
+        + toctree(
+            "For instructors",
+            [f"lessons/{p.stem}" for p in notes if not p.name[:2].isdigit()] + ["maintainers"],
+        )
     )
 
 
@@ -225,9 +248,8 @@ def static_outputs(output: dict, state: dict, lesson: str) -> list[dict]:
     data = output.get("data", {})
     if WIDGET_VIEW in data:
         model = state.get(data[WIDGET_VIEW].get("model_id", ""), {})
-        line = _progress_text(model, state)
-        if line is not None:
-            return [nbformat.v4.new_output("stream", name="stdout", text=line + "\n")]
+        if _progress_text(model, state) is not None:
+            return []  # a progress bar: the page shows the result, not the wait
         shown = [nbformat.from_dict(o) for o in _output_widgets(model, state)]
         return shown + [static_note(lesson, "")] if shown else []
     if output.get("output_type") == "stream" and STATIC_NOTE.search(output.get("text", "")):
@@ -243,10 +265,55 @@ def static_outputs(output: dict, state: dict, lesson: str) -> list[dict]:
     return [output]
 
 
+def reader_cells(cells: list) -> list:
+    """The cells a reader of the website sees: without otter's raw markers and assignment config, the
+    exercises' test cells (public and hidden) and the ``# BEGIN/END SOLUTION`` lines inside answers. The
+    set-up cell (it installs the course in Colab) stays, with its code folded away (``hide-input``)."""
+    out, in_tests = [], False
+    for cell in cells:
+        if cell.cell_type == "raw":
+            marker = cell.source.strip()
+            in_tests = marker.startswith("# BEGIN TESTS") or (in_tests and not marker.startswith("# END TESTS"))
+            continue
+        if in_tests or (cell.cell_type == "code" and TEST_CELL.search(cell.source)):
+            continue
+        if cell.cell_type == "code":
+            cell.source = SOLUTION_MARKER.sub("", cell.source)
+            if "google.colab" in cell.source:
+                _tag(cell, "hide-input")
+        out.append(cell)
+    return out
+
+
+def _tag(cell, tag: str) -> None:
+    tags = cell.metadata.setdefault("tags", [])
+    if tag not in tags:
+        tags.append(tag)
+
+
+def output_lines(outputs: list) -> int:
+    """About how many lines of text a cell's outputs take on the page (a figure counts as 20)."""
+    lines = 0
+    for o in outputs:
+        data = o.get("data", {})
+        if o.get("output_type") == "stream":
+            lines += o.get("text", "").count("\n") + 1
+        elif any(k.startswith("image/") for k in data):
+            lines += 20
+        elif "text/html" in data:
+            lines += max(
+                1, data["text/html"].count("<tr"), data["text/html"].count("<p") + data["text/html"].count("<br")
+            )
+        elif "text/plain" in data:
+            lines += data["text/plain"].count("\n") + 1
+    return lines
+
+
 def prepare_notebook(executed: Path, lesson: str) -> nbformat.NotebookNode:
     """The executed notebook as the website shows it (see the module docstring)."""
     nb = nbformat.read(executed, as_version=4)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    nb.cells = reader_cells(nb.cells)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = cell.source.replace(COLAB_BADGE, "../_static/colab-badge.svg")
@@ -263,6 +330,8 @@ def prepare_notebook(executed: Path, lesson: str) -> nbformat.NotebookNode:
                     outputs.append(static_note(lesson, pending.pop(0)))
         outputs += [static_note(lesson, s) for s in pending]
         cell.outputs = outputs
+        if output_lines(outputs) > LONG_OUTPUT_LINES:
+            _tag(cell, "scroll-output")
     notes = notes_for(lesson)
     has_badge = "colab-badge.svg" in nb.cells[0].source if nb.cells else False
     badge = "" if has_badge else f"[![Open In Colab](../_static/colab-badge.svg)]({colab_url(lesson)}) "
@@ -319,8 +388,12 @@ def stage(executed: Path, src: Path) -> Path:
     shutil.copytree(es5 / "output" / "chtml" / "fonts" / "woff-v2", dest / "output" / "chtml" / "fonts" / "woff-v2")
     shutil.copytree(es5 / "input" / "tex" / "extensions", dest / "input" / "tex" / "extensions")
     notes = sorted((ROOT / "lessons").glob("*.md"))
-    site_pages = {"index.md"} | {f"solutions/{n}.ipynb" for n in lessons()} | {f"lessons/{p.name}" for p in notes}
-    (src / "index.md").write_text(home_page((ROOT / "README.md").read_text(encoding="utf-8"), site_pages))
+    site_pages = {"index.md", "maintainers.md"}
+    site_pages |= {f"solutions/{n}.ipynb" for n in lessons()} | {f"lessons/{p.name}" for p in notes}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (src / "index.md").write_text(home_page(readme, site_pages), encoding="utf-8")
+    maintainers = relink(split_readme(readme)[1], "README.md", site_pages)
+    (src / "maintainers.md").write_text(maintainers, encoding="utf-8")
     (src / "lessons").mkdir()
     for p in notes:
         text = relink(p.read_text(encoding="utf-8"), f"lessons/{p.name}", site_pages)
@@ -370,6 +443,52 @@ class _Page(HTMLParser):
         self.refs += [(tag, key, attrs[key]) for key in ("href", "src") if attrs.get(key) is not None]
 
 
+def figure_alts(nb) -> dict[str, str]:
+    """``{sha256 of the PNG: alt text}`` of a notebook's figures, from the ``alt`` metadata the course's
+    notebooks give each figure (:func:`qlora_course.notebook.describe_figures`). MyST-NB names each image
+    file by that hash but reads no alt text from an output, so :func:`apply_alt_text` puts it on the pages."""
+    import base64
+    import hashlib
+
+    alts = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            png, alt = o.get("data", {}).get("image/png"), o.get("metadata", {}).get("image/png", {}).get("alt")
+            if png and alt:
+                alts[hashlib.sha256(base64.b64decode(png)).hexdigest()] = alt
+    return alts
+
+
+IMG_TAG = re.compile(r"<img\b[^>]*>")
+
+
+def apply_alt_text(site: Path, alts: dict[str, str]) -> int:
+    """Give each ``<img>`` of the built pages whose file is a notebook figure its alt text; returns how
+    many images got one."""
+    done = 0
+
+    def swap(m: re.Match) -> str:
+        nonlocal done
+        tag = m.group(0)
+        src = re.search(r'src="[^"]*_images/([0-9a-f]{64})\.png"', tag)
+        if not src or src.group(1) not in alts:
+            return tag
+        done += 1
+        alt = html.escape(alts[src.group(1)], quote=True)
+        return (
+            re.sub(r'\balt="[^"]*"', f'alt="{alt}"', tag)
+            if ' alt="' in tag
+            else tag.replace("<img", f'<img alt="{alt}"', 1)
+        )
+
+    for page in site.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        new = IMG_TAG.sub(swap, text)
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+    return done
+
+
 def check_links(site: Path) -> list[str]:
     """Broken internal links of a built site: each ``href``/``src`` must name an existing file and each
     ``#anchor`` an id on its page. External links are not fetched, but a page may not *load* anything
@@ -417,6 +536,10 @@ def build(executed: Path, out: Path, run_missing: bool = False) -> Path:
         )
     src = stage(executed, out.parent / f"{out.name}-src")
     sphinx_build(src, out, out.parent / f"{out.name}-doctrees")
+    alts = {}
+    for name in lessons():
+        alts |= figure_alts(nbformat.read(src / "solutions" / f"{name}.ipynb", as_version=4))
+    apply_alt_text(out, alts)
     problems = check_links(out)
     if problems:
         raise RuntimeError(f"{len(problems)} broken links in {out}:\n" + "\n".join(problems))

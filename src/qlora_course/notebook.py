@@ -6,6 +6,7 @@ import importlib.metadata as md
 import os
 import platform
 import random
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ __all__ = [
     "setup_notebook",
     "static_widgets",
     "interactive",
+    "figure_description",
+    "describe_figures",
     "usable_cpus",
     "set_threads",
 ]
@@ -70,6 +73,7 @@ def setup_notebook(
     in_colab = "google.colab" in sys.modules
     if in_colab:
         _colab_widgets()
+    describe_figures()
     versions = ", ".join(f"{k} {v}" for k, v in package_versions(packages).items())
     print(f"Python {platform.python_version()}; {versions}")
     where = (
@@ -124,6 +128,72 @@ def interactive(**controls):
         return widgets.interact(fn, **controls)
 
     return decorate
+
+
+def _plain(text: str) -> str:
+    """A title as words: mathtext's ``$\\alpha/r$`` becomes ``alpha/r``."""
+    text = re.sub(r"\\(mathrm|mathbf|mathit|text|operatorname)\{([^{}]*)\}", r"\2", text)
+    text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
+    return " ".join(text.replace("$", "").replace("{", "").replace("}", "").split())
+
+
+def figure_description(fig) -> str:
+    """Alt text for a matplotlib figure, from its titles: the figure's suptitle, then each panel's title
+    (or, for a panel without one, what it plots: "y against x"). ``""`` for a figure with neither."""
+    parts = []
+    suptitle = getattr(fig, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text().strip():
+        parts.append(_plain(suptitle.get_text()))
+    panels = []
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        title = next((ax.get_title(loc) for loc in ("center", "left", "right") if ax.get_title(loc).strip()), "")
+        if title:
+            panels.append(_plain(title))
+        elif ax.get_ylabel().strip() and ax.get_xlabel().strip():
+            panels.append(f"{_plain(ax.get_ylabel())} against {_plain(ax.get_xlabel())}")
+    if panels:
+        lead = "Panels" if len(panels) > 1 else ("Panel" if parts else "")
+        parts.append(f"{lead}: " + "; ".join(panels) if lead else panels[0])
+    return ". ".join(parts)
+
+
+def describe_figures() -> bool:
+    """In a notebook, give each matplotlib figure it shows alt text from :func:`figure_description` (the
+    PNG output's ``alt`` metadata, which the course website puts on the image). False outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return False
+    try:  # the inline backend registers its own PNG formatter when it loads: let it do so first
+        import matplotlib_inline.backend_inline  # noqa: F401
+    except ImportError:
+        pass
+    from matplotlib.figure import Figure
+
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        draw = png.lookup_by_type(Figure)
+    except KeyError:
+        return False
+    if getattr(draw, "_course_alt", False):
+        return True
+
+    def with_alt(fig):
+        out = draw(fig)
+        if out is None:
+            return None
+        data, meta = out if isinstance(out, tuple) else (out, {})
+        alt = figure_description(fig)
+        return (data, {**meta, "alt": alt}) if alt else (data, meta) if meta else data
+
+    with_alt._course_alt = True
+    png.for_type(Figure, with_alt)
+    return True
 
 
 def _cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:

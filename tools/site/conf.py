@@ -31,11 +31,12 @@ myst_heading_anchors = 3
 html_theme = "sphinx_book_theme"
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
+html_js_files = ["course.js"]
 html_favicon = "_static/favicon.svg"
 html_copy_source = False
 html_show_sourcelink = False
 mathjax_path = "mathjax/tex-chtml.js"
-html_context = {"default_mode": "light"}  # else the theme logs an error on a first visit
+html_context = {"default_mode": "auto"}  # light or dark as the reader's system is; the switch overrides it
 html_theme_options = {
     "repository_url": _settings.get("repository_url", ""),
     "repository_branch": _settings.get("branch", "main"),

@@ -41,10 +41,10 @@ SYSTEM_DEPS := bash tools/system_deps.sh
 # The suite runs on TEST_JOBS processes (default: the usable cores, at most 4), each test's torch on one
 # thread: two 1-thread notebooks side by side finish sooner than one after the other on 2 threads. Each
 # lesson's notebook test stays whole on one worker, the longest first (tests/conftest.py). The website
-# test runs last, on its own, from the notebooks the first run executed. TEST_JOBS=1: one process.
+# test starts, beside the workers, as soon as every lesson's notebook is executed, and builds the site
+# from those notebooks (tools/run_tests.py). TEST_JOBS=1: one process.
 TEST_JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 1)
 TEST_EXECUTED := build/test-executed
-PARALLEL := -n $(TEST_JOBS) --dist loadscope --no-loadscope-reorder
 
 # first, so that a missing package stops the run before the environment is built
 test: system-deps-test $(STAMP)
@@ -52,9 +52,7 @@ ifeq ($(TEST_JOBS),1)
 	$(BIN)/python -m pytest -m "not model_card"
 else
 	rm -rf $(TEST_EXECUTED) && mkdir -p $(TEST_EXECUTED)
-	QLORA_COURSE_THREADS=1 OMP_NUM_THREADS=1 QLORA_COURSE_EXECUTED=$(TEST_EXECUTED) \
-		$(BIN)/python -m pytest -m "not model_card" $(PARALLEL) --ignore=tests/test_site.py
-	QLORA_COURSE_EXECUTED=$(TEST_EXECUTED) $(BIN)/python -m pytest -m "not model_card" tests/test_site.py
+	$(BIN)/python tools/run_tests.py --jobs $(TEST_JOBS) --executed $(TEST_EXECUTED)
 endif
 
 system-deps-test:

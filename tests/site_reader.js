@@ -53,8 +53,15 @@
     const over = (t, b) => [0, 1, 2].map(i => t[i] * t[3] + b[i] * (1 - t[3])).concat([1]);
     const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
       return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
-    const behind = e => { const layers = []; for (let a = e; a; a = a.parentElement) { const b = rgba(getComputedStyle(a).backgroundColor);
-      if (b && b[3] > 0) { layers.push(b); if (b[3] >= 1) break; } } return layers.reverse().reduce((bg, l) => over(l, bg), [255, 255, 255, 1]); };
+    const cache = new Map();  // what lies behind an element: its parent's answer is reused
+    const behind = e => {
+      if (!e) return [255, 255, 255, 1];  // the canvas
+      if (cache.has(e)) return cache.get(e);
+      const b = rgba(getComputedStyle(e).backgroundColor);
+      const r = b && b[3] >= 1 ? b : b && b[3] > 0 ? over(b, behind(e.parentElement)) : behind(e.parentElement);
+      cache.set(e, r);
+      return r;
+    };
     for (const e of document.body.querySelectorAll('*')) {
       const own = [...e.childNodes].filter(n => n.nodeType === 3 && n.textContent.trim()).map(n => n.textContent.trim()).join(' ');
       if (!own || !shown(e)) continue;

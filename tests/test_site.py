@@ -78,11 +78,16 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def browser():
+def chromium_path() -> str:
     chromium = os.environ.get("QLORA_COURSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.fail(f"no Chromium for the browser test; {INSTALL}")
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def browser():
+    chromium = chromium_path()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -149,20 +154,57 @@ def reader_problems(page, view) -> list[str]:
     return [f"{view[0]}: {kind}: {item}" for kind in checks for item in found[kind]]
 
 
-def test_every_page_reads_right_on_a_desktop_a_phone_and_in_dark_mode(site, base_url, browser):
-    """Every page, in the three views, passes :func:`reader_problems`; screenshots of the home page and
-    the lessons in each view."""
+def _read_pages(browser, base_url: str, pages: list[str], view, shots: set[str]) -> tuple[list[str], int]:
+    """Every page in one view: what went wrong, and how many formulas were typeset (desktop only)."""
+    problems, typeset = [], 0
+    for name in pages:
+        page, errors = visit(browser, base_url + name, view)
+        problems += [f"{name}: {view[0]}: {e}" for e in errors] + [f"{name}: {p}" for p in reader_problems(page, view)]
+        if view == DESKTOP:
+            problems += [f"{name}: image did not load: {src}" for src in page.evaluate(IMAGES)]
+            math = page.evaluate(MATH)
+            typeset += math["math"]
+            if math["untypeset"] or math["raw"]:
+                problems.append(f"{name}: {math['untypeset']} formulas not typeset, {math['raw']} raw TeX delimiters")
+        if name in shots:
+            page.screenshot(path=str(SHOTS / f"{Path(name).stem}-{view[0]}.png"))
+        page.close()
+    return problems, typeset
+
+
+def test_every_page_loads_cleanly_and_reads_right_in_every_view(site, base_url):
+    """Every page, on a desktop, a phone and in dark mode: no console error or failed request, every image
+    loaded, every formula typeset, and :func:`reader_problems` finds nothing. Screenshots of the home page
+    and the lessons in each view. The three views run side by side, each in its own Chromium (Playwright's
+    synchronous API wants one instance per thread)."""
+    from playwright.sync_api import sync_playwright
+
     pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if "_static" not in p.parts)
+    assert {"index.html", "search.html"} <= set(pages)
     shots = {"index.html"} | {f"solutions/{lesson}.html" for lesson in LESSONS}
-    problems = []
-    for view in (DESKTOP, PHONE, DARK):
-        for name in pages:
-            page, errors = visit(browser, base_url + name, view)
-            problems += [f"{name}: {p}" for p in reader_problems(page, view) + errors]
-            if name in shots:
-                page.screenshot(path=str(SHOTS / f"{Path(name).stem}-{view[0]}.png"))
-            page.close()
+    results: dict[str, tuple[list[str], int] | BaseException] = {}
+
+    def read(view):
+        try:
+            with sync_playwright() as p:
+                b = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
+                results[view[0]] = _read_pages(b, base_url, pages, view, shots)
+                b.close()
+        except BaseException as err:  # noqa: BLE001 - reported below, in the test's thread
+            results[view[0]] = err
+
+    threads = [threading.Thread(target=read, args=(view,)) for view in (DESKTOP, PHONE, DARK)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for outcome in results.values():
+        if isinstance(outcome, BaseException):
+            raise outcome
+    problems = [p for view in ("desktop", "phone", "dark") for p in results[view][0]]
     assert not problems, "\n".join(problems)
+    typeset = results["desktop"][1]
+    assert typeset > 100, f"only {typeset} typeset formulas in the whole site"
 
 
 BROKEN_PAGE = Path(__file__).parent / "site_fixtures" / "broken.html"
@@ -227,25 +269,6 @@ def test_the_home_page_starts_a_learner(site, base_url, browser):
     for maintainer in ("bubblewrap", "make test", "TEST_JOBS"):
         assert maintainer not in text, f"the learner's home page shows {maintainer!r}"
     assert "make test" in re.sub(r"<[^>]+>", "", (site / "maintainers.html").read_text())
-
-
-def test_every_page_loads_cleanly(site, base_url, browser):
-    """No console error or failed request, every image loaded, every formula typeset, on every page."""
-    pages = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if "_static" not in p.parts)
-    assert {"index.html", "search.html"} <= set(pages)
-    problems, typeset = [], 0
-    for name in pages:
-        page, errors = visit(browser, base_url + name)
-        broken = page.evaluate(IMAGES)
-        math = page.evaluate(MATH)
-        page.close()
-        typeset += math["math"]
-        problems += [f"{name}: {e}" for e in errors]
-        problems += [f"{name}: image did not load: {src}" for src in broken]
-        if math["untypeset"] or math["raw"]:
-            problems.append(f"{name}: {math['untypeset']} formulas not typeset, {math['raw']} raw TeX delimiters")
-    assert not problems, "\n".join(problems)
-    assert typeset > 100, f"only {typeset} typeset formulas in the whole site"
 
 
 def test_search_finds_nf4(base_url, browser):
@@ -370,7 +393,8 @@ def open_deck(browser, url: str):
 def test_every_deck_projects_offline_one_idea_per_slide(slides, browser):
     """Each deck opens with no network (reveal.js and MathJax served from the build), its math typeset,
     every slide fitting the screen with at most MAX_WORDS words and speaker notes; each lesson's deck shows
-    its notebook's figures (a lesson with few figures, like lesson 6, shows the one it has). Screenshots of each deck's title slide and first figure."""
+    its notebook's figures (a lesson with few figures, like lesson 6, shows the one it has). Screenshots of
+    each deck's title slide and first figure."""
     handler = functools.partial(_QuietHandler, directory=str(slides))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -2,19 +2,22 @@
 
     make site     # or: python tools/build_site.py [--executed course-output] [--out build/site]
 
-Pages: the README (syllabus) as the home page, each lesson's solved notebook with the outputs that
-``make course`` computed, the lecture notes and the instructor guide. The notebooks are not executed
+Pages: the README's learner part (who the course is for, where to start, the syllabus) as the home page,
+each lesson's solved notebook with the outputs that ``make course`` computed, the lecture notes, the
+instructor guide and the README's part for instructors and maintainers. The notebooks are not executed
 again: the executed copies are read from ``--executed`` (``course-output/`` by default, as written by
-``make course``; the notebook tests write theirs to ``build/executed/``). ``--run-missing`` runs
+``make course``; the notebook tests write theirs to ``build/test-executed/``). ``--run-missing`` runs
 ``make course`` first when a copy is missing.
 
 Before Sphinx reads them, the sources are staged in ``build/site-src/`` with the repository's layout
 (``solutions/``, ``lessons/``, ``notebooks/`` for the student notebooks' download links), so the notes'
 links to ``../solutions/*.ipynb`` land on the rendered lesson pages. Links to other repository files
-point to the repository on GitHub. In the notebooks, progress-bar widgets become their final line of
-text, sliders (drawn by headless runs as static figures) get a note that the live slider runs in
-Colab or Jupyter, and every lesson page gets its Colab badge, a download link for the student notebook
-and a link to its notes.
+point to the repository on GitHub. In the notebooks, what only the grader needs is left out (otter's
+markers, the exercises' test cells, the solution markers inside answers) and the Colab install code is
+folded away; progress bars are dropped (a page shows results, not the wait), long outputs scroll in a box
+of their own, sliders (drawn by headless runs as static figures) get a note that the live slider runs in
+Colab or Jupyter, each figure gets the alt text its notebook recorded from its titles, and every lesson
+page gets its Colab badge, a download link for the student notebook and a link to its notes.
 
 The build is offline: the theme's assets ship in its wheel, MathJax 3 in the ``django-static-mathjax``
 wheel, and the widget JavaScript that MyST-NB would take from a CDN is switched off. After the build,

@@ -88,6 +88,22 @@ def _rows(n: int = 4):
     return Dataset.from_list([{"prompt": f"The {w} sat on the", "completion": f" {w}"} for w in words[:n]])
 
 
+def _conversation():
+    """A generated two-turn conversation, as lesson 6's data holds them."""
+    return [
+        {"role": "user", "content": "Question: Is mat a home?"},
+        {"role": "assistant", "content": "home"},
+        {"role": "user", "content": "What about hat?"},
+        {"role": "assistant", "content": "job"},
+    ]
+
+
+def _chats():
+    from datasets import Dataset
+
+    return Dataset.from_list([{"messages": _conversation()}])
+
+
 def _packed():
     from qlora_course import nf4
 
@@ -293,6 +309,42 @@ EXAMPLES = {
         "seed": 0,
         "progress": False,
     },
+    # lesson 6's chat data, labels and replies, with the course tokenizer's chat template
+    "chat.make_chat_data": lambda: {
+        "n_train": 4,
+        "n_validation": 2,
+        "n_test": 2,
+        "seed": 0,
+        "n_test_unseen": 2,
+        "held_out_share": 0.18,
+    },
+    "chat.conversation_problem": lambda: {"messages": _conversation()},
+    "chat.has_generation_markers": lambda: {"template": _tokenizer().chat_template},
+    "chat.score_chat": lambda: {
+        "answers": [["home", "job"], ["pet", "pet"]],
+        "replies": [["home", "pet"], ["pet", "pet"]],
+        "follow_up": ["other", "repeat"],
+    },
+    "chat.rendered_turns": lambda: {"tokenizer": _tokenizer(), "messages": _conversation()},
+    "chat.assistant_labels": lambda: {"tokenizer": _tokenizer(), "messages": _conversation(), "max_length": 64},
+    "chat.labelled_conversations": lambda: {
+        "dataset": _chats(),
+        "tokenizer": _tokenizer(),
+        "max_length": 64,
+    },
+    "chat.validate_conversations": lambda: {
+        "source": [{"messages": _conversation()}],
+        "tokenizer": _tokenizer(),
+        "max_length": 64,
+    },
+    "chat.chat_replies": lambda: {
+        "model": _model(),
+        "tokenizer": _tokenizer(),
+        "conversations": [_conversation()],
+        "own_answers": True,
+        "batch_size": 2,
+        "max_new_tokens": 2,
+    },
     "models.weight_normality_report": lambda: {"model": torch.nn.Sequential(torch.nn.Linear(8, 8))},
     # the validators themselves
     "validate.positive_int": lambda: {"value": 3, "name": "n"},
@@ -331,20 +383,7 @@ NOT_YET = {
     },
     "finetune.truncate_example": "takes a tokenized example: covered by tests/test_qlora_pipeline.py",
     "finetune.collate": "takes tokenized examples: covered by tests/test_qlora_pipeline.py",
-    **{
-        f"chat.{n}": NEEDS_MODEL
-        for n in (
-            "rendered_turns",
-            "assistant_labels",
-            "labelled_conversations",
-            "validate_conversations",
-            "chat_replies",
-        )
-    },
-    **{
-        f"chat.{n}": "takes conversations: covered by tests/test_chat.py"
-        for n in ("make_chat_data", "question_words", "conversation_problem", "has_generation_markers", "score_chat")
-    },
+    "chat.question_words": "reads back generated questions only: covered by tests/test_chat.py",
     **{
         f"distributed.{n}": NEEDS_MODEL
         for n in (

@@ -25,7 +25,8 @@ def executed_dir(tmp_path_factory) -> Path:
 # Under ``pytest -n`` (make test), the units that must stay on one worker, with their rough cost in seconds
 # on one thread: each lesson's notebook test, and the modules whose module-scoped fixture is expensive
 # (a worker that ran part of such a module would build the fixture again). Longest first, so that no
-# long unit starts last; every other test is a unit of its own, after them.
+# long unit starts last (the notebooks before the modules: see _order); every other test is a unit of its
+# own, after them.
 UNITS = {
     "notebook-06_chat_model": 250,
     "notebook-05_qlora_finetune": 200,
@@ -57,7 +58,15 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         items[:] = [i for i in items if i.nodeid not in many]
         config.hook.pytest_deselected(items=dropped)
-    items.sort(key=lambda item: -UNITS.get(unit_of(item.nodeid), 0))  # stable: collection order within a unit
+    items.sort(key=_order)  # stable: collection order within a unit
+
+
+def _order(item) -> tuple[int, int]:
+    """The lessons' notebook tests first, the longest first (the website test, which starts beside the
+    workers, needs every lesson executed: tools/run_tests.py), then the other units of :data:`UNITS`, the
+    longest first, then the rest."""
+    unit = unit_of(item.nodeid)
+    return (0 if unit and unit.startswith("notebook-") else 1, -UNITS.get(unit, 0))
 
 
 try:

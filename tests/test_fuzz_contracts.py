@@ -101,6 +101,17 @@ def _bad_values(value) -> list[tuple[str, object]]:
             ("negative", [-abs(v) - 1 for v in value]),
             ("NaN in it", [*value, math.nan]),
         ]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # a chat's messages
+        return [
+            ("a bare message", value[0]),
+            ("empty", []),
+            ("a str", "Is mat a home?"),
+            ("a message without content", [{"role": "user"}]),
+            ("roles out of order", value[::-1]),
+            ("None", None),
+        ]
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):  # conversations, answers
+        return [("one item, not a list of them", value[0]), ("empty", []), ("a str", "home"), ("None", None)]
     if isinstance(value, dict):
         return [("a list", list(value)), ("empty", {})]
     if type(value).__name__ == "LlamaConfig":

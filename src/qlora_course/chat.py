@@ -40,7 +40,8 @@ from pathlib import Path
 
 from .data import ATTRIBUTES, FACT_TEMPLATES, KINDS, format_example, held_out_words, make_world
 from .finetune import IGNORE_INDEX
-from .validate import positive_int, shown
+from .validate import module, positive_int, shown
+from .validate import tokenizer as a_tokenizer
 
 __all__ = [
     "ROLES",
@@ -276,6 +277,13 @@ def rendered_turns(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
     a later one is added (then no such cut exists).
     """
 
+    a_tokenizer(tokenizer)
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("tokenizer has no chat template: set tokenizer.chat_template = CHAT_TEMPLATE")
+    problem = conversation_problem(messages)
+    if problem is not None and not problem[1].startswith("the last message is"):  # a prompt may end with the user
+        raise ValueError(f"messages: {problem[0]}: {problem[1]}")
+
     def render(msgs, prompt=False):
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=prompt) if msgs else ""
 
@@ -307,6 +315,7 @@ def assistant_labels(tokenizer, messages: list[dict], max_length: int | None = N
     checks them against TRL's ``assistant_only_loss``). A template that writes something after an
     assistant's end-of-turn token (a newline, say) would have that trained here too.
     """
+    a_tokenizer(tokenizer)
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("tokenizer has no chat template: set tokenizer.chat_template = CHAT_TEMPLATE")
     if max_length is not None:
@@ -548,8 +557,15 @@ def chat_replies(
 
     from .evaluation import bnb_training_path
 
+    module(model, "model")
+    a_tokenizer(tokenizer)
     positive_int(batch_size, "batch_size")
     positive_int(max_new_tokens, "max_new_tokens")
+    # a list, or a data set's column (datasets' Column is a sequence, not a list)
+    if isinstance(conversations, (str, bytes, dict)) or not hasattr(conversations, "__len__") or not len(conversations):
+        got = shown(conversations)[:80]
+        raise TypeError(f"conversations must be a non-empty list of conversations (lists of messages), got {got}")
+    conversations = list(conversations)
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token: set one (distinct from EOS) before batched generation")
     for i, messages in enumerate(conversations):
@@ -603,6 +619,15 @@ def score_chat(answers: list[list[str]], replies: list[list[str]], follow_up: li
       equals the first one, right or wrong; ``n_repeat``: how many there were (``consistency`` is ``nan``
       if none).
     """
+    for name, value in (("answers", answers), ("replies", replies)):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(turns, (list, tuple)) and all(isinstance(t, str) for t in turns) for turns in value
+        ):
+            raise TypeError(
+                f"{name} must be a list of lists of strings (one per conversation), got {shown(value)[:80]}"
+            )
+    if not isinstance(follow_up, (list, tuple)) or not all(isinstance(k, str) for k in follow_up):
+        raise TypeError(f"follow_up must be a list of strings, got {shown(follow_up)[:80]}")
     if not len(answers) == len(replies) == len(follow_up) > 0:
         raise ValueError(
             f"answers, replies and follow_up must be non-empty and of one length, got "

@@ -134,7 +134,8 @@ def _plain(text: str) -> str:
     """A title as words: mathtext's ``$\\alpha/r$`` becomes ``alpha/r``."""
     text = re.sub(r"\\(mathrm|mathbf|mathit|text|operatorname)\{([^{}]*)\}", r"\2", text)
     text = re.sub(r"\\([A-Za-z]+)", r"\1", text)
-    return " ".join(text.replace("$", "").replace("{", "").replace("}", "").split())
+    lines = [" ".join(line.replace("$", "").replace("{", "").replace("}", "").split()) for line in text.splitlines()]
+    return "; ".join(line for line in lines if line)  # a title's lines read as one sentence
 
 
 def figure_description(fig) -> str:

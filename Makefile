@@ -34,7 +34,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # the learner's command: the student notebooks in JupyterLab, with the course's kernel (.venv)
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 SYSTEM_DEPS := bash tools/system_deps.sh
 

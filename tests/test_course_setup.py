@@ -175,3 +175,18 @@ def test_a_figures_alt_text_comes_from_its_titles():
     assert notebook.figure_description(fig) == "only a panel title"
     plt.close(fig)
     assert notebook.describe_figures() is False  # outside IPython there is nothing to register
+
+
+def test_the_readmes_first_screen_serves_a_learner():
+    """Who it is for, lesson 1 in Colab, and the one local command (``make lab``, JupyterLab on the student
+    notebooks) come before anything for maintainers."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first, _, rest = readme.partition("## For instructors and maintainers")
+    assert rest, "the README has no part for instructors and maintainers"
+    screen = first.split("## Syllabus")[0]
+    for needed in ("Who it is for", "Start here", "notebooks/01_lowrank_lora.ipynb", "make lab"):
+        assert needed in screen, needed
+    for maintainer in ("make test", "bubblewrap", "TEST_JOBS"):
+        assert maintainer not in first, maintainer
+    lab = re.search(r"^lab:.*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert lab and "jupyter lab" in lab.group(1) and "root_dir=notebooks" in lab.group(1)

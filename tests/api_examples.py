@@ -104,6 +104,41 @@ def _chats():
     return Dataset.from_list([{"messages": _conversation()}])
 
 
+@functools.cache
+def _tiny_4bit():
+    """A two-layer Llama 64 wide loaded in 4 bits (NF4, bfloat16 storage) as a hub model is."""
+    import tempfile
+
+    from transformers import BitsAndBytesConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    folder = tempfile.mkdtemp()
+    LlamaForCausalLM(_config(num_hidden_layers=2)).save_pretrained(folder)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_quant_storage=torch.bfloat16)
+    return LlamaForCausalLM.from_pretrained(folder, quantization_config=quant, dtype=torch.bfloat16)
+
+
+def _model4():
+    return copy.deepcopy(_tiny_4bit())
+
+
+def _lora_mlp():
+    from qlora_course.lora import add_lora
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential()
+    mlp.add_module("fc1", torch.nn.Linear(8, 16))
+    mlp.add_module("fc2", torch.nn.Linear(16, 4))
+    add_lora(mlp, ["fc1", "fc2"], r=2, alpha=4)  # in place
+    return mlp
+
+
+def _lora_state():
+    from qlora_course.lora import lora_state_dict
+
+    return lora_state_dict(_lora_mlp())
+
+
 def _packed():
     from qlora_course import nf4
 
@@ -345,6 +380,23 @@ EXAMPLES = {
         "batch_size": 2,
         "max_new_tokens": 2,
     },
+    # lesson 7's helpers, on a tiny 4-bit Llama; adapters on a small MLP
+    "distributed.four_bit_layers": lambda: {"model": _model4()},
+    "distributed.decoder_layers": lambda: {"model": _model4()},
+    "distributed.check_shardable": lambda: {"model": _model4(), "world_size": 2},
+    "distributed.keep_4bit_on_training_path": lambda: {"model": _model4()},
+    "distributed.rank_bytes": lambda: {"model": _model4()},
+    "distributed.fsdp1_unit": lambda: {"module": _model4().model.layers[0]},
+    "distributed.adapter_state_dict": lambda: {
+        "state_dict": {
+            "model.layers.0.q_proj.lora_A.default.weight": _randn(2, 8),
+            "model.layers.0.q_proj.base_layer.weight": _randn(8, 8),
+        },
+        "adapter_name": "default",
+    },
+    "lora.lora_layers": lambda: {"model": _lora_mlp()},
+    "lora.lora_state_dict": lambda: {"model": _lora_mlp()},
+    "lora.load_lora_state_dict": lambda: {"model": _lora_mlp(), "state": _lora_state()},
     "models.weight_normality_report": lambda: {"model": torch.nn.Sequential(torch.nn.Linear(8, 8))},
     # the validators themselves
     "validate.positive_int": lambda: {"value": 3, "name": "n"},
@@ -385,21 +437,11 @@ NOT_YET = {
     "finetune.collate": "takes tokenized examples: covered by tests/test_qlora_pipeline.py",
     "chat.question_words": "reads back generated questions only: covered by tests/test_chat.py",
     **{
-        f"distributed.{n}": NEEDS_MODEL
-        for n in (
-            "four_bit_layers",
-            "check_shardable",
-            "keep_4bit_on_training_path",
-            "shard_qlora",
-            "rank_bytes",
-            "decoder_layers",
-            "fsdp1_unit",
-            "adapter_state_dict",
-        )
+        f"distributed.{n}": "shards with FSDP2: needs a process group (tests/test_distributed.py)"
+        for n in ("shard_qlora",)
     },
     "distributed.free_port": "takes no argument",
     "distributed.launch": NEEDS_FILES,
-    **{f"lora.{n}": NEEDS_MODEL for n in ("lora_layers", "lora_state_dict", "load_lora_state_dict")},
     **{f"meters.{n}": NEEDS_MODEL for n in ("saved_tensor_bytes", "measure_training_memory")},
     "estimator.available_memory": "measures this machine's memory: tests/test_memory.py",
     "paging.trace_from_estimates": "takes MemoryEstimate objects: tests/test_memory.py",

@@ -256,14 +256,22 @@ def _snapshot(value):
     )
 
 
+def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit: 4-bit codes stored as bfloat16 hold NaN bit patterns, which ``torch.equal`` calls
+    unequal to themselves."""
+    if a.dtype != b.dtype or a.shape != b.shape or a.is_meta or b.is_meta:
+        return a.dtype == b.dtype and a.shape == b.shape
+    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+
+
 def _same(a, b) -> bool:
     if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
+        return _bits_equal(a, b)
     (pa, ma), (pb, mb) = a, b
     return (
         ma == mb
         and len(pa) == len(pb)
-        and all(x[0] == y[0] and torch.equal(x[1], y[1]) and x[2] == y[2] for x, y in zip(pa, pb, strict=True))
+        and all(x[0] == y[0] and _bits_equal(x[1], y[1]) and x[2] == y[2] for x, y in zip(pa, pb, strict=True))
     )
 
 

@@ -186,6 +186,7 @@ def rank_bytes(model) -> RankBytes:
     from torch.distributed.fsdp import FSDPModule
     from torch.distributed.tensor import DTensor
 
+    validate.module(model, "model")
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.reshard()
@@ -314,6 +315,7 @@ def fsdp1_unit(module) -> bool:
     the adapters, in their own units, no longer mix their float32 with the layer's 16-bit weights."""
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
+    validate.module(module, "module")
     if isinstance(module, LlamaDecoderLayer):
         return True
     weight = getattr(module, "weight", None)
@@ -324,8 +326,17 @@ def adapter_state_dict(state_dict: dict, adapter_name: str = "default") -> dict:
     """What PEFT saves of a LoRA model's full ``state_dict`` (``get_peft_model_state_dict``, LoRA on linear
     layers without bias): the ``lora_`` tensors of ``adapter_name``, its name taken out of their keys
     (``...q_proj.lora_A.default.weight`` -> ``...q_proj.lora_A.weight``). Tensors are not copied."""
+    if not isinstance(state_dict, dict):
+        raise TypeError(f"state_dict must be a dict of tensors (model.state_dict()), got {type(state_dict).__name__}")
+    if not isinstance(adapter_name, str) or not adapter_name.strip():
+        raise ValueError(f"adapter_name must be an adapter's name (PEFT's first is 'default'), got {adapter_name!r}")
     tag = f".{adapter_name}."
-    return {k.replace(tag, "."): v for k, v in state_dict.items() if "lora_" in k and tag in k}
+    out = {k.replace(tag, "."): v for k, v in state_dict.items() if "lora_" in k and tag in k}
+    lora = [k for k in state_dict if isinstance(k, str) and "lora_" in k]
+    if lora and not out:  # an adapter is there, under another name: an empty checkpoint would be a silent loss
+        names = sorted({k.split("lora_", 1)[1].split(".")[1] for k in lora if k.split("lora_", 1)[1].count(".") >= 2})
+        raise ValueError(f"adapter_name {adapter_name!r} matches no LoRA tensor of state_dict; its adapters: {names}")
+    return out
 
 
 def free_port() -> int:

@@ -320,6 +320,7 @@ def add_lora(
 
 def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every LoRA layer of ``model`` by name: a module with ``lora_A`` and ``lora_B`` (any class, as PEFT's)."""
+    validate.module(model, "model")
     return {name: m for name, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "lora_B")}
 
 
@@ -337,10 +338,12 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_lora_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load an adapter saved by :func:`lora_state_dict` into a model wrapped by :func:`add_lora`."""
     layers = lora_layers(model)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TypeError(f"state must be a dict of tensors (from lora_state_dict), got {type(state).__name__}")
     own = {f"{name}.{k}": p for name, m in layers.items() for k, p in m.named_parameters() if not k.startswith("base.")}
     if set(state) != set(own):
         missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        raise ValueError(f"adapter does not fit this model: missing {missing[:4]}, unexpected {extra[:4]}")
+        raise ValueError(f"state (the adapter) does not fit this model: missing {missing[:4]}, unexpected {extra[:4]}")
     if any(getattr(m, "merged", False) for m in layers.values()):
         raise ValueError("unmerge() the layers before loading another adapter")
     with torch.no_grad():

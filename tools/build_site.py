@@ -376,20 +376,44 @@ def unexecuted_cell(path: Path) -> int | None:
     )
 
 
-def stage(executed: Path, src: Path) -> Path:
-    """Write the Sphinx sources (configuration, pages, notebooks, MathJax) into ``src``; returns it."""
+def copy_mathjax(dest: Path) -> Path:
+    """MathJax 3 from the ``django-static-mathjax`` wheel into ``dest`` (the site's and the slide decks'):
+    the one component the pages load (``tex-chtml.js``), its fonts and the TeX extensions it may autoload."""
     import mathjax
 
+    es5 = Path(list(mathjax.__path__)[0]) / "static" / "mathjax" / "es5"
+    dest.mkdir(parents=True)
+    shutil.copy2(es5 / "tex-chtml.js", dest)
+    for sub in ("output/chtml/fonts/woff-v2", "input/tex/extensions"):
+        shutil.copytree(es5 / sub, dest / sub)
+    return dest
+
+
+def require_executed(executed: Path, run_missing: bool, what: str) -> None:
+    """Stop with the command to run unless ``executed`` holds a complete executed copy of every lesson;
+    with ``run_missing``, run the course (``make course``) into it first when one is missing. ``what``
+    names what needs them, for the messages ("the site", "the slides")."""
+    missing = missing_executed(executed)
+    if missing and run_missing:
+        import run_course
+
+        print(f"no complete executed copy of {', '.join(missing)} in {executed}: running the course", flush=True)
+        if run_course.main(["--out", str(executed)]) != 0:
+            raise RuntimeError(f"`make course` failed: see its report above; {what} not built")
+        missing = missing_executed(executed)
+    if missing:
+        raise FileNotFoundError(
+            f"no complete executed notebook for {', '.join(missing)} in {executed}: run `make course` for "
+            f"{what} (or pass the folder where the notebook tests wrote theirs: --executed build/test-executed)"
+        )
+
+
+def stage(executed: Path, src: Path) -> Path:
+    """Write the Sphinx sources (configuration, pages, notebooks, MathJax) into ``src``; returns it."""
     if src.exists():
         shutil.rmtree(src)
     shutil.copytree(SITE_CONF, src)
-    # MathJax 3: the one component the pages load, its fonts and the TeX extensions it may autoload
-    es5 = Path(list(mathjax.__path__)[0]) / "static" / "mathjax" / "es5"
-    dest = src / "_static" / "mathjax"
-    dest.mkdir(parents=True)
-    shutil.copy2(es5 / "tex-chtml.js", dest)
-    shutil.copytree(es5 / "output" / "chtml" / "fonts" / "woff-v2", dest / "output" / "chtml" / "fonts" / "woff-v2")
-    shutil.copytree(es5 / "input" / "tex" / "extensions", dest / "input" / "tex" / "extensions")
+    copy_mathjax(src / "_static" / "mathjax")
     notes = sorted((ROOT / "lessons").glob("*.md"))
     site_pages = {"index.md", "maintainers.md"}
     site_pages |= {f"solutions/{n}.ipynb" for n in lessons()} | {f"lessons/{p.name}" for p in notes}
@@ -524,19 +548,7 @@ def check_links(site: Path) -> list[str]:
 def build(executed: Path, out: Path, run_missing: bool = False) -> Path:
     """Stage the sources, build the site into ``out`` and check its links; returns ``out/index.html``."""
     executed, out = executed.resolve(), out.resolve()
-    missing = missing_executed(executed)
-    if missing and run_missing:
-        import run_course
-
-        print(f"no complete executed copy of {', '.join(missing)} in {executed}: running the course", flush=True)
-        if run_course.main(["--out", str(executed)]) != 0:
-            raise RuntimeError("`make course` failed: see its report above; the site is not built")
-        missing = missing_executed(executed)
-    if missing:
-        raise FileNotFoundError(
-            f"no complete executed notebook for {', '.join(missing)} in {executed}: run `make course` (or "
-            "pass the folder where the notebook tests wrote theirs: --executed build/executed)"
-        )
+    require_executed(executed, run_missing, "the site")
     src = stage(executed, out.parent / f"{out.name}-src")
     sphinx_build(src, out, out.parent / f"{out.name}-doctrees")
     alts = {}

@@ -57,9 +57,9 @@ def _markdown():
     from markdown_it import MarkdownIt
     from mdit_py_plugins.dollarmath import dollarmath_plugin
 
-    def math(content: str, options: dict) -> str:
+    def math(content: str, options: dict) -> str:  # the plugin wraps it in span.math / div.math
         tex = html.escape(content)
-        return f"<div class='math'>\\[{tex}\\]</div>" if options.get("display_mode") else f"\\({tex}\\)"
+        return f"\\[{tex}\\]" if options.get("display_mode") else f"\\({tex}\\)"
 
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     dollarmath_plugin(md, renderer=math, allow_digits=False)
@@ -203,7 +203,7 @@ def slides_for(markdown: str, figures: dict[int, list[tuple[bytes, str]]], save_
         if items and all(bold):
             for item, m in zip(items, bold, strict=True):
                 statement = m.group(1).strip().rstrip(".")
-                maths = "".join(f"<div class='math'>\\[{html.escape(t)}\\]</div>" for t in display_math(item)[:2])
+                maths = "".join(render(f"$${t}$$") for t in display_math(item)[:2])
                 picture = figure_for(item) if key.startswith("key ideas") else ""
                 deck.append(Slide(render(statement, inline=True), maths + picture, render(item), [heading]))
         elif items and key.startswith(ONE_PER_ITEM):
@@ -280,12 +280,12 @@ def _upstream(path: Path) -> Path:
 
 def install_assets(out_dir: Path) -> Path:
     """Copy reveal.js (from the RISE wheel) and MathJax 3 into ``out_dir/_assets``; returns that folder."""
+    from build_site import copy_mathjax
+
     rise = importlib.util.find_spec("rise")
-    mathjax = importlib.util.find_spec("mathjax")
-    if rise is None or mathjax is None:
-        raise RuntimeError("reveal.js or MathJax is missing: run `make setup` (rise and django-static-mathjax)")
+    if rise is None:
+        raise RuntimeError("reveal.js is missing: run `make setup` (it installs the RISE wheel, which carries it)")
     reveal = Path(rise.submodule_search_locations[0]) / "static" / "reveal.js"
-    es5 = Path(mathjax.submodule_search_locations[0]) / "static" / "mathjax" / "es5"
     assets = out_dir / ASSETS
     if assets.exists():
         shutil.rmtree(assets)
@@ -301,10 +301,7 @@ def install_assets(out_dir: Path) -> Path:
     shutil.copytree(
         reveal / "lib" / "font" / "source-sans-pro", assets / "reveal.js" / "lib" / "font" / "source-sans-pro"
     )
-    (assets / "mathjax").mkdir(parents=True)
-    shutil.copy2(es5 / "tex-chtml.js", assets / "mathjax")
-    for sub in ("output/chtml/fonts/woff-v2", "input/tex/extensions"):
-        shutil.copytree(es5 / sub, assets / "mathjax" / sub)
+    copy_mathjax(assets / "mathjax")  # as the website's
     (assets / "deck.css").write_text(DECK_CSS)
     return assets
 
@@ -350,18 +347,7 @@ def build_all(out_dir: Path = ROOT / "build" / "slides", executed: Path = ROOT /
     sys.path.insert(0, str(ROOT / "tools"))
     import build_site
 
-    missing = build_site.missing_executed(executed)
-    if missing and run_missing:
-        import run_course
-
-        if run_course.main(["--out", str(executed)]) != 0:
-            raise RuntimeError("`make course` failed: see its report above; no slides built")
-        missing = build_site.missing_executed(executed)
-    if missing:
-        raise FileNotFoundError(
-            f"no complete executed notebook for {', '.join(missing)} in {executed}: run `make course` "
-            "(the slides show its figures), or pass --executed with the folder that holds them"
-        )
+    build_site.require_executed(executed, run_missing, "the slides (they show its figures)")
     out_dir.mkdir(parents=True, exist_ok=True)
     install_assets(out_dir)
     decks = []

@@ -280,8 +280,10 @@ def rendered_turns(tokenizer, messages: list[dict]) -> list[tuple[str, bool]]:
     a_tokenizer(tokenizer)
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("tokenizer has no chat template: set tokenizer.chat_template = CHAT_TEMPLATE")
+    # a training conversation, or a prompt: one that an assistant's reply would make a conversation
     problem = conversation_problem(messages)
-    if problem is not None and not problem[1].startswith("the last message is"):  # a prompt may end with the user
+    reply = {"role": "assistant", "content": "reply"}
+    if problem is not None and not (isinstance(messages, list) and conversation_problem([*messages, reply]) is None):
         raise ValueError(f"messages: {problem[0]}: {problem[1]}")
 
     def render(msgs, prompt=False):

@@ -57,6 +57,7 @@ def truncate_example(example: dict, max_length: int, keep_first: int | None = No
     tokens from the left, so that the completion, which the loss is on, is always kept whole. If the
     first token is ``keep_first`` (the BOS id) it stays. ``None`` when the completion itself does not fit
     with at least one prompt token before it."""
+    validate.positive_int(max_length, "max_length")  # a count: not NaN, not 1e4, not a bool
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
     ids, labels = example["input_ids"], example["labels"]
